@@ -1,0 +1,1 @@
+"""indie's bridge to the outside world: CLI, OSC/MIDI server, audio out, presets."""

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that measure, print and write JSON (never timed unit tests)."""

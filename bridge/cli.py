@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.commands import bench, dataset
+from bridge.commands import bench, dataset, evaluate, export, train
 from engine import __version__
 from engine.audio import AudioFileError
 from engine.config import ConfigError
@@ -18,7 +18,7 @@ from engine.data.synth import SynthError
 # Mistakes a user can fix: a message, not a traceback.
 USER_ERRORS = (AudioFileError, ConfigError, DatasetError, SynthError, FileNotFoundError)
 
-COMMANDS = (dataset, bench)
+COMMANDS = (dataset, train, evaluate, export, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

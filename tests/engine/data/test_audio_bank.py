@@ -3,11 +3,8 @@ import torch
 
 from engine.audio import write_audio
 from engine.data.audio_bank import AudioBank
-from engine.data.captions import ClipLabels
 from engine.data.manifest import ClipRow, write_manifest
-
-LABELS = ClipLabels("piano", "solo piano", ("piano",), 100, "moderate", "C major", "major", "4/4",
-                    "chorale", "", "bach", "soft", 0)
+from tests.conftest import LABELS
 
 
 def make_split(folder, lengths, rate=32000):

@@ -1,0 +1,65 @@
+"""`indie eval codec`: reconstruction, codebook dependence and speed on held-out clips."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from engine.atomic import write_json_atomic
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="evaluate a model; prints and writes JSON")
+    models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
+    codec = models.add_parser("codec", help="the codec on the test split")
+    codec.add_argument("--weights", type=Path, help="safetensors file (default: shipped codec)")
+    codec.add_argument("--checkpoint", type=Path, help="or a run's checkpoint.pt")
+    codec.add_argument("--dataset", type=Path, default=Path("data/indie-10h"))
+    codec.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    codec.add_argument("--max-clips", type=int, help="evaluate the first clips only")
+    codec.add_argument("--no-speed", action="store_true", help="skip the speed measurement")
+    codec.add_argument("--json", type=Path, required=True, help="write the results here")
+    codec.add_argument("--plots", type=Path, help="write PNG plots (MI, spectrograms) here")
+    codec.add_argument("--name", default="codec", help="this codec's name in the plots")
+    codec.add_argument("--baseline", type=Path,
+                       help="another codec's result JSON, shown beside this one in the MI plot")
+    codec.set_defaults(run=run_codec)
+
+
+def run_codec(args: argparse.Namespace) -> int:
+    from engine.evaluation.codec_eval import evaluate_codec
+    from engine.weights import load_codec, load_codec_checkpoint
+
+    codec = load_codec_checkpoint(args.checkpoint) if args.checkpoint else load_codec(
+        args.weights)
+    result = evaluate_codec(codec, args.dataset / f"{args.split}.jsonl",
+                            max_clips=args.max_clips, speed=not args.no_speed)
+    result["weights"] = str(args.checkpoint or args.weights or "shipped default")
+    result["name"] = args.name
+    write_json_atomic(args.json, result)
+    if args.plots:
+        _plot(args, codec, result)
+    brief = {k: v for k, v in result.items() if k not in ("mi_same_frame", "mi_delay_aligned")}
+    brief["mi_same_frame"] = result["mi_same_frame"]["mean_normalised"]
+    brief["mi_delay_aligned"] = result["mi_delay_aligned"]["mean_normalised"]
+    print(json.dumps(brief, indent=2))
+    return 0
+
+
+def _plot(args: argparse.Namespace, codec, result: dict) -> None:
+    from engine.audio import read_audio
+    from engine.data.manifest import audio_path, read_manifest
+    from engine.evaluation.codec_eval import plot_mi_heatmaps, plot_spectrograms
+
+    args.plots.mkdir(parents=True, exist_ok=True)
+    results = {}
+    if args.baseline:
+        baseline = json.loads(args.baseline.read_text())
+        results[baseline.get("name", "baseline")] = baseline
+    results[args.name] = result
+    plot_mi_heatmaps(results, args.plots / f"mi-{args.name}.png")
+    manifest = args.dataset / f"{args.split}.jsonl"
+    row = read_manifest(manifest)[0]
+    audio = read_audio(audio_path(manifest, row), codec.sample_rate)[None, :, : 5 * 32000]
+    plot_spectrograms({args.name: codec}, audio, args.plots / f"spectrogram-{args.name}.png")

@@ -1,0 +1,44 @@
+"""`indie export codec`: turn a training run into shippable safetensors + manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("export", help="export a trained model for shipping")
+    models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
+    codec = models.add_parser("codec", help="a codec run's checkpoint → safetensors + manifest")
+    codec.add_argument("--run", dest="run_dir", type=Path, required=True)
+    codec.add_argument("--out", type=Path, required=True,
+                       help="e.g. engine/weights/codec.safetensors")
+    codec.add_argument("--eval", type=Path,
+                       help="`indie eval codec` JSON to record in the manifest")
+    codec.add_argument("--note", default="", help="a sentence on what this model is")
+    codec.set_defaults(run=run_codec)
+
+
+def run_codec(args: argparse.Namespace) -> int:
+    import torch
+
+    from engine.weights import export_codec, load_codec_checkpoint
+
+    checkpoint_path = args.run_dir / "checkpoint.pt"
+    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    train_config = checkpoint["config"]
+    provenance = {
+        "note": args.note,
+        "data": train_config["data"],
+        "independence": train_config["independence"],
+        "loss_weights": train_config["loss_weights"],
+        "steps": checkpoint["step"],
+        "train_minutes": round(checkpoint["train_seconds"] / 60, 1),
+        "hardware": "2-core CPU, no GPU",
+    }
+    if args.eval:
+        provenance["evaluation"] = json.loads(args.eval.read_text())
+    path = export_codec(load_codec_checkpoint(checkpoint_path), args.out, provenance)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its manifest")
+    return 0

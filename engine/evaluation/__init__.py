@@ -1,0 +1,1 @@
+"""Evaluation: codec reconstruction and dependence now; the LM and the tagger later."""

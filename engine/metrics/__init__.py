@@ -1,0 +1,1 @@
+"""Evaluation metrics: how dependent the codebooks are, and how much of each codebook is used."""

@@ -1,0 +1,1 @@
+"""Building blocks of the models: streamable convolutions and the SEANet encoder/decoder."""

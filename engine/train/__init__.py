@@ -1,0 +1,1 @@
+"""Training loops (solvers): codec now, the LM later."""

@@ -1,0 +1,282 @@
+"""Codec training: reconstruction + commitment (+ adversarial) + the independence loss of [MMD].
+
+One run lives in one folder: `config.yaml` (the full config), `checkpoint.pt` (everything needed
+to resume exactly: weights, EMA codebooks, optimisers, step, every RNG state), `log.jsonl` (one
+line of averaged terms per `log_every` steps, plus validation lines). Checkpoints are written every
+`checkpoint_minutes` and at the end, atomically; `resume=True` continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.atomic import atomic_path
+from engine.codec import Codec, CodecConfig
+from engine.config import from_dict, save_config, to_dict
+from engine.data.audio_bank import AudioBank
+from engine.discriminator import (
+    DiscriminatorConfig,
+    MultiScaleSTFTDiscriminator,
+    adversarial_terms,
+    discriminator_loss,
+)
+from engine.independence import IndependenceConfig, independence_loss, independence_weight
+from engine.losses import (
+    MelSpectrograms,
+    ReconstructionConfig,
+    l1_loss,
+    mel_loss,
+    reconstruction_terms,
+    stft_loss,
+    weighted_sum,
+)
+
+log = logging.getLogger(__name__)
+
+STREAMS = {"residual": "residuals", "quantized": "quantized", "stage_input": "stage_inputs"}
+
+
+@dataclass(frozen=True)
+class CodecDataConfig:
+    """Where the audio comes from and how it is cut into training examples."""
+
+    dataset: str = "data/indie-10h"  # a folder made by `indie dataset build`
+    max_hours: float | None = None  # use only the first hours of the train split
+    segment_seconds: float = 0.64  # 32 frames at 50 Hz
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    learning_rate: float = 3e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    grad_clip: float = 1.0
+
+
+def _default_weights() -> dict[str, float]:
+    return {"recon/mel": 2.0, "recon/l1": 0.1, "vq/commit": 1.0}
+
+
+@dataclass(frozen=True)
+class CodecTrainConfig:
+    """Everything a codec run depends on; saved beside its checkpoints."""
+
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    reconstruction: ReconstructionConfig = field(default_factory=ReconstructionConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    independence: IndependenceConfig = field(default_factory=IndependenceConfig)
+    data: CodecDataConfig = field(default_factory=CodecDataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss_weights: dict[str, float] = field(default_factory=_default_weights)
+    steps: int = 2000
+    seed: int = 0
+    threads: int = 0  # torch threads (0: leave torch's default)
+    checkpoint_minutes: float = 3.0
+    log_every: int = 50
+    valid_every: int = 500
+    valid_batches: int = 4
+
+
+@dataclass
+class TrainState:
+    """The mutable parts of a run, all saved in a checkpoint."""
+
+    codec: Codec
+    optimizer: torch.optim.Optimizer
+    discriminator: MultiScaleSTFTDiscriminator | None
+    disc_optimizer: torch.optim.Optimizer | None
+    data_generator: torch.Generator
+    mmd_generator: torch.Generator
+    step: int = 0
+    train_seconds: float = 0.0
+
+
+def build_state(config: CodecTrainConfig) -> TrainState:
+    """A fresh run: seeded model, optimisers and generators."""
+    torch.manual_seed(config.seed)
+    codec = Codec(config.codec)
+    optimizer = torch.optim.Adam(codec.parameters(), lr=config.optim.learning_rate,
+                                 betas=config.optim.betas)
+    discriminator = disc_optimizer = None
+    if config.discriminator.enabled:
+        discriminator = MultiScaleSTFTDiscriminator(config.discriminator)
+        disc_optimizer = torch.optim.Adam(discriminator.parameters(),
+                                          lr=config.discriminator.learning_rate,
+                                          betas=config.discriminator.betas)
+    return TrainState(codec, optimizer, discriminator, disc_optimizer,
+                      torch.Generator().manual_seed(config.seed + 1),
+                      torch.Generator().manual_seed(config.seed + 2))
+
+
+def save_checkpoint(path: Path, config: CodecTrainConfig, state: TrainState) -> None:
+    """Everything to resume exactly, written atomically (never a half-written checkpoint)."""
+    checkpoint = {
+        "config": to_dict(config),
+        "step": state.step,
+        "train_seconds": state.train_seconds,
+        "codec": state.codec.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "discriminator": state.discriminator.state_dict() if state.discriminator else None,
+        "disc_optimizer": state.disc_optimizer.state_dict() if state.disc_optimizer else None,
+        # The global torch RNG drives k-means and dead-code replacement in the quantizer.
+        "rng": {"torch": torch.get_rng_state(), "data": state.data_generator.get_state(),
+                "mmd": state.mmd_generator.get_state()},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: Path, config: CodecTrainConfig) -> TrainState:
+    """Rebuild the run from its checkpoint (weights_only: no pickle from the file)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    saved = to_dict(from_dict(CodecTrainConfig, checkpoint["config"], source=str(path)))
+    wanted = to_dict(config)
+    # Only the length of the run may change on resume (to extend it).
+    changed = sorted(k for k in wanted if k != "steps" and wanted[k] != saved.get(k))
+    if changed:
+        raise ValueError(f"{path} was trained with another config ({', '.join(changed)}); "
+                         "resume with the same one")
+    state = build_state(config)
+    state.codec.load_state_dict(checkpoint["codec"])
+    state.optimizer.load_state_dict(checkpoint["optimizer"])
+    if state.discriminator is not None:
+        state.discriminator.load_state_dict(checkpoint["discriminator"])
+        state.disc_optimizer.load_state_dict(checkpoint["disc_optimizer"])
+    rng = checkpoint["rng"]
+    torch.set_rng_state(rng["torch"])
+    state.data_generator.set_state(rng["data"])
+    state.mmd_generator.set_state(rng["mmd"])
+    state.step = checkpoint["step"]
+    state.train_seconds = checkpoint["train_seconds"]
+    return state
+
+
+def train_step(config: CodecTrainConfig, state: TrainState, audio: torch.Tensor,
+               mels: MelSpectrograms) -> dict[str, float]:
+    """One optimisation step on a batch `[B, 1, N]`; returns the terms for logging."""
+    codec = state.codec
+    codec.train()
+    out = codec(audio)
+    weights = dict(config.loss_weights)
+    terms = _reconstruction_terms(out.audio, audio, mels, config.reconstruction, weights)
+    terms["vq/commit"] = out.commitment
+    if state.discriminator is not None:
+        terms.update(adversarial_terms(state.discriminator, out.audio, audio))
+    total = weighted_sum(terms, weights)
+    mmd_weight = independence_weight(state.step, config.independence)
+    if mmd_weight > 0:
+        streams = getattr(out, STREAMS[config.independence.stream])  # [B, K, T, D]
+        terms["indep/mmd"] = independence_loss(streams, config.independence,
+                                               state.mmd_generator)
+        total = total + mmd_weight * terms["indep/mmd"]
+    state.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(codec.parameters(), config.optim.grad_clip)
+    state.optimizer.step()
+    if state.discriminator is not None:
+        disc = discriminator_loss(state.discriminator(audio),
+                                  state.discriminator(out.audio.detach()))
+        state.disc_optimizer.zero_grad(set_to_none=True)
+        disc.backward()
+        state.disc_optimizer.step()
+        terms["adv/disc"] = disc
+    logged = {name: float(value.detach()) for name, value in terms.items()}
+    logged["loss"] = float(total.detach())
+    logged["indep/weight"] = mmd_weight
+    logged.update(codec.quantizer.last_stats.as_log())
+    return logged
+
+
+def _reconstruction_terms(pred: torch.Tensor, target: torch.Tensor, mels: MelSpectrograms,
+                          config: ReconstructionConfig, weights: dict[str, float]
+                          ) -> dict[str, torch.Tensor]:
+    """Only the weighted reconstruction terms: an unweighted multi-scale STFT costs a step's
+    worth of FFTs for a number nobody optimises."""
+    terms = {"recon/mel": lambda: mel_loss(pred, target, mels, config.mel_l2_weight),
+             "recon/l1": lambda: l1_loss(pred, target),
+             "recon/stft": lambda: stft_loss(pred, target, config.stft_windows,
+                                             log_floor=config.log_floor)}
+    return {name: compute() for name, compute in terms.items() if name in weights}
+
+
+@torch.no_grad()
+def validate(config: CodecTrainConfig, codec: Codec, valid: torch.Tensor,
+             mels: MelSpectrograms) -> dict[str, float]:
+    """Reconstruction terms and held-out MMD on fixed validation crops."""
+    from engine.metrics.dependence import heldout_mmd
+
+    codec.eval()
+    sums: dict[str, float] = defaultdict(float)
+    streams = []
+    for batch in valid.split(config.data.batch_size):
+        out = codec(batch)
+        for name, value in reconstruction_terms(out.audio, batch, mels,
+                                                config.reconstruction).items():
+            sums[f"valid/{name}"] += float(value) * len(batch)
+        streams.append(getattr(out, STREAMS[config.independence.stream]))
+    result = {name: total / len(valid) for name, total in sums.items()}
+    result["valid/indep/mmd"] = heldout_mmd(torch.cat(streams), config.independence)
+    return result
+
+
+def train_codec(config: CodecTrainConfig, run_dir: str | Path, *, resume: bool = False,
+                on_log: Callable[[dict], None] | None = None) -> TrainState:
+    """Train (or resume) a codec run in `run_dir` until `config.steps`."""
+    run = Path(run_dir)
+    checkpoint = run / "checkpoint.pt"
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if checkpoint.exists():
+        if not resume:
+            raise FileExistsError(f"{run} already holds a run; pass resume to continue it")
+        state = load_checkpoint(checkpoint, config)
+        log.info("resumed %s at step %d", run, state.step)
+    else:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(config, run / "config.yaml")
+        state = build_state(config)
+    dataset = Path(config.data.dataset)
+    train = AudioBank.load(dataset / "train.jsonl", config.codec.sample_rate,
+                           config.data.max_hours)
+    segment = round(config.data.segment_seconds * config.codec.sample_rate)
+    valid = AudioBank.load(dataset / "valid.jsonl", config.codec.sample_rate).fixed_crops(
+        config.valid_batches * config.data.batch_size, segment)
+    mels = MelSpectrograms(config.reconstruction)
+    sums: dict[str, float] = defaultdict(float)
+    count, last_save, started = 0, time.monotonic(), time.monotonic()
+    with open(run / "log.jsonl", "a", encoding="utf-8") as log_file:
+        while state.step < config.steps:
+            audio = train.random_crops(config.data.batch_size, segment, state.data_generator)
+            for name, value in train_step(config, state, audio, mels).items():
+                sums[name] += value
+            count += 1
+            state.step += 1
+            now = time.monotonic()
+            state.train_seconds += now - started
+            started = now
+            record = None
+            if state.step % config.log_every == 0:
+                record = {"step": state.step, "seconds": round(state.train_seconds, 1),
+                          **{k: round(v / count, 6) for k, v in sums.items()}}
+                sums, count = defaultdict(float), 0
+            if state.step % config.valid_every == 0 or state.step == config.steps:
+                record = {**(record or {"step": state.step}),
+                          **validate(config, state.codec, valid, mels)}
+            if record:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                if on_log:
+                    on_log(record)
+            if now - last_save > config.checkpoint_minutes * 60 or state.step == config.steps:
+                save_checkpoint(checkpoint, config, state)
+                last_save = now
+                started = time.monotonic()  # checkpoint time is not training time
+    return state

@@ -36,3 +36,19 @@ def write_tone_dataset(folder: Path, clips_per_split: int = 3, seconds: float = 
 @pytest.fixture(scope="session")
 def tone_dataset(tmp_path_factory) -> Path:
     return write_tone_dataset(tmp_path_factory.mktemp("tones"))
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Torch on one thread, seeded, during each test.
+
+    Tiny models run fastest on one thread; on a busy 2-core machine OpenMP threads waiting for
+    each other made small kernels 10-50× slower.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)

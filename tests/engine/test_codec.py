@@ -13,13 +13,6 @@ TINY = CodecConfig(base_channels=4, latent_dim=16,
                    quantizer=QuantizerConfig(num_codebooks=3, codebook_size=32, dim=16))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest, and steadiest on a shared 2-core machine, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _codec(config=TINY, seed=0):

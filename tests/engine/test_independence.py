@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -24,18 +23,6 @@ from engine.independence import (
 SAME_FRAME = IndependenceConfig(delay_aligned=False, rows=512)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread (and seed it) while these tests run.
-
-    On a busy 2-core machine, OpenMP threads waiting for each other made these many small
-    kernel-matrix ops 10-50x slower (30 s instead of 5 s per file).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _gen(seed: int) -> torch.Generator:

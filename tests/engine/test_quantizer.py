@@ -6,15 +6,6 @@ import torch
 from engine.quantizer import QuantizerConfig, ResidualVectorQuantizer, squared_distances
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest, and steadiest on a shared 2-core machine, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _latents(batch=4, dim=8, frames=100, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, dim, frames, generator=generator)  # [B, D, T]

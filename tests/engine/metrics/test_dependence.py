@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,20 +17,6 @@ from engine.metrics.dependence import (
     mutual_information,
     pairwise_mutual_information,
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Run torch on one thread (and seed it) while these tests run.
-
-    On a busy 2-core machine, OpenMP threads waiting for each other made these many small
-    kernel-matrix ops 10-50x slower (30 s instead of 5 s per file).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _noisy_copy(a: np.ndarray, p: float, n_classes: int, rng: np.random.Generator) -> np.ndarray:

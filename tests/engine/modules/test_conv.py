@@ -14,15 +14,6 @@ from engine.modules.conv import (
 from engine.modules.seanet import ResidualUnit, StreamableLSTM
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest, and steadiest on a shared 2-core machine, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _stream(module, x, generator, max_chunk=5):
     """Feed x [B, C, N] to module.step in random chunks (sizes 0..max_chunk, 1 included)."""
     state = module.init_state(x.shape[0])

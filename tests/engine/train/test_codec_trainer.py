@@ -12,14 +12,6 @@ from engine.train.codec_trainer import CodecDataConfig, CodecTrainConfig, train_
 from engine.weights import export_codec, load_codec, load_codec_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(dataset, steps=6, weight=5.0):
     return CodecTrainConfig(
         codec=CodecConfig(base_channels=4, latent_dim=8,

@@ -95,6 +95,14 @@ class CodecOutput(NamedTuple):
     quantized: Tensor  # [B, K, T, D] q_k with a straight-through gradient
     stage_inputs: Tensor  # [B, K, T, D] r_{k-1}
 
+    def stream(self, kind: str) -> Tensor:
+        """The per-codebook stream the independence loss reads, by its config name
+        ("residual", "quantized" or "stage_input"): `[B, K, T, D]`."""
+        return getattr(self, _STREAM_FIELDS[kind])
+
+
+_STREAM_FIELDS = {"residual": "residuals", "quantized": "quantized", "stage_input": "stage_inputs"}
+
 
 class Codec(nn.Module):
     """SEANet encoder + RVQ + SEANet decoder, as in EnCodec (Défossez et al. 2022).

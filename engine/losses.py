@@ -14,7 +14,7 @@ Conventions shared by all spectral terms:
 """
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -178,24 +178,32 @@ def l1_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def reconstruction_terms(
-    pred: Tensor, target: Tensor, mels: MelSpectrograms, config: ReconstructionConfig
+    pred: Tensor,
+    target: Tensor,
+    mels: MelSpectrograms,
+    config: ReconstructionConfig,
+    names: Collection[str] | None = None,
 ) -> dict[str, Tensor]:
-    """All reconstruction terms by name, ready for `weighted_sum`.
+    """Reconstruction terms by name, ready for `weighted_sum`.
 
     Args:
         pred: [B, C, N] decoder output (crop it to the target's length first).
         target: [B, C, N] input audio.
         mels: transforms built from the same config.
         config: windows and log floor of the STFT term, L2 weight of the mel term.
+        names: compute only these terms (training skips the unweighted ones: an unused
+            multi-scale STFT costs a step's worth of FFTs); None computes all.
 
     Returns:
-        `{"recon/mel": ..., "recon/stft": ..., "recon/l1": ...}`, scalar tensors.
+        `{"recon/mel": ..., "recon/stft": ..., "recon/l1": ...}` (or the subset), scalar tensors.
     """
-    return {
-        "recon/mel": mel_loss(pred, target, mels, l2_weight=config.mel_l2_weight),
-        "recon/stft": stft_loss(pred, target, config.stft_windows, log_floor=config.log_floor),
-        "recon/l1": l1_loss(pred, target),
+    terms = {
+        "recon/mel": lambda: mel_loss(pred, target, mels, l2_weight=config.mel_l2_weight),
+        "recon/stft": lambda: stft_loss(pred, target, config.stft_windows,
+                                        log_floor=config.log_floor),
+        "recon/l1": lambda: l1_loss(pred, target),
     }
+    return {name: compute() for name, compute in terms.items() if names is None or name in names}
 
 
 def weighted_sum(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:

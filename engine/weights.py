@@ -51,11 +51,20 @@ def load_codec(path: str | Path | None = None) -> Codec:
     return codec
 
 
-def load_codec_checkpoint(path: str | Path) -> Codec:
-    """The codec inside a training checkpoint (`checkpoint.pt` of a run)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    config = from_dict(CodecConfig, checkpoint["config"]["codec"], source=str(path))
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint as saved by the trainer (weights_only: no pickle from the file)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def codec_from_checkpoint(checkpoint: dict[str, Any], source: str = "<checkpoint>") -> Codec:
+    """The codec inside a training checkpoint, rebuilt from its config, in eval mode."""
+    config = from_dict(CodecConfig, checkpoint["config"]["codec"], source=source)
     codec = Codec(config)
     codec.load_state_dict(checkpoint["codec"])
     codec.eval()
     return codec
+
+
+def load_codec_checkpoint(path: str | Path) -> Codec:
+    """The codec inside a training checkpoint (`checkpoint.pt` of a run)."""
+    return codec_from_checkpoint(read_checkpoint(path), source=str(path))

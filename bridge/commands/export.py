@@ -21,12 +21,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_codec(args: argparse.Namespace) -> int:
-    import torch
-
-    from engine.weights import export_codec, load_codec_checkpoint
+    from engine.weights import codec_from_checkpoint, export_codec, read_checkpoint
 
     checkpoint_path = args.run_dir / "checkpoint.pt"
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(checkpoint_path)
     train_config = checkpoint["config"]
     provenance = {
         "note": args.note,
@@ -39,6 +37,7 @@ def run_codec(args: argparse.Namespace) -> int:
     }
     if args.eval:
         provenance["evaluation"] = json.loads(args.eval.read_text())
-    path = export_codec(load_codec_checkpoint(checkpoint_path), args.out, provenance)
+    codec = codec_from_checkpoint(checkpoint, source=str(checkpoint_path))
+    path = export_codec(codec, args.out, provenance)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and its manifest")
     return 0

@@ -44,6 +44,7 @@ def evaluate_codec(codec: Codec, manifest: str | Path, *, max_clips: int | None 
     from engine.metrics.dependence import code_usage, heldout_mmd
 
     codec.eval()
+    mmd_config = independence or IndependenceConfig()
     rows = read_manifest(manifest)[:max_clips]
     if not rows:
         raise ValueError(f"{manifest} has no clips")
@@ -58,7 +59,7 @@ def evaluate_codec(codec: Codec, manifest: str | Path, *, max_clips: int | None 
         sums["stft_distance"] += float(stft_loss(out.audio, audio, config.stft_windows))
         sums["si_sdr_db"] += float(si_sdr(out.audio, audio).mean())
         codes.append(out.codes[0])  # [K, T]
-        streams.append(getattr(out, _stream_field(independence))[0])  # [K, T, D]
+        streams.append(out.stream(mmd_config.stream)[0])  # [K, T, D]
     n = len(rows)
     result = {name: total / n for name, total in sums.items()}
     card = codec.cardinality
@@ -72,7 +73,6 @@ def evaluate_codec(codec: Codec, manifest: str | Path, *, max_clips: int | None 
     usage = code_usage(flat, card)
     result["code_usage"] = {name: list(map(float, values))
                             for name, values in asdict(usage).items()}
-    mmd_config = independence or IndependenceConfig()
     t_max = min(s.shape[1] for s in streams)
     result["heldout_mmd"] = heldout_mmd(torch.stack([s[:, :t_max] for s in streams]), mmd_config)
     if speed:
@@ -80,12 +80,6 @@ def evaluate_codec(codec: Codec, manifest: str | Path, *, max_clips: int | None 
 
         result["speed"] = bench_codec_speed(codec)
     return result
-
-
-def _stream_field(independence: IndependenceConfig | None) -> str:
-    stream = independence.stream if independence else "residual"
-    return {"residual": "residuals", "quantized": "quantized", "stage_input": "stage_inputs"}[
-        stream]
 
 
 def _mi_over_clips(codes: list[torch.Tensor], cardinality: int, delay_aligned: bool):

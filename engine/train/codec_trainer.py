@@ -29,19 +29,10 @@ from engine.discriminator import (
     discriminator_loss,
 )
 from engine.independence import IndependenceConfig, independence_loss, independence_weight
-from engine.losses import (
-    MelSpectrograms,
-    ReconstructionConfig,
-    l1_loss,
-    mel_loss,
-    reconstruction_terms,
-    stft_loss,
-    weighted_sum,
-)
+from engine.losses import MelSpectrograms, ReconstructionConfig, reconstruction_terms, weighted_sum
+from engine.weights import read_checkpoint
 
 log = logging.getLogger(__name__)
-
-STREAMS = {"residual": "residuals", "quantized": "quantized", "stage_input": "stage_inputs"}
 
 
 @dataclass(frozen=True)
@@ -136,7 +127,7 @@ def save_checkpoint(path: Path, config: CodecTrainConfig, state: TrainState) -> 
 
 def load_checkpoint(path: Path, config: CodecTrainConfig) -> TrainState:
     """Rebuild the run from its checkpoint (weights_only: no pickle from the file)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(path)
     saved = to_dict(from_dict(CodecTrainConfig, checkpoint["config"], source=str(path)))
     wanted = to_dict(config)
     # Only the length of the run may change on resume (to extend it).
@@ -166,14 +157,14 @@ def train_step(config: CodecTrainConfig, state: TrainState, audio: torch.Tensor,
     codec.train()
     out = codec(audio)
     weights = dict(config.loss_weights)
-    terms = _reconstruction_terms(out.audio, audio, mels, config.reconstruction, weights)
+    terms = reconstruction_terms(out.audio, audio, mels, config.reconstruction, names=weights)
     terms["vq/commit"] = out.commitment
     if state.discriminator is not None:
         terms.update(adversarial_terms(state.discriminator, out.audio, audio))
     total = weighted_sum(terms, weights)
     mmd_weight = independence_weight(state.step, config.independence)
     if mmd_weight > 0:
-        streams = getattr(out, STREAMS[config.independence.stream])  # [B, K, T, D]
+        streams = out.stream(config.independence.stream)  # [B, K, T, D]
         terms["indep/mmd"] = independence_loss(streams, config.independence,
                                                state.mmd_generator)
         total = total + mmd_weight * terms["indep/mmd"]
@@ -195,18 +186,6 @@ def train_step(config: CodecTrainConfig, state: TrainState, audio: torch.Tensor,
     return logged
 
 
-def _reconstruction_terms(pred: torch.Tensor, target: torch.Tensor, mels: MelSpectrograms,
-                          config: ReconstructionConfig, weights: dict[str, float]
-                          ) -> dict[str, torch.Tensor]:
-    """Only the weighted reconstruction terms: an unweighted multi-scale STFT costs a step's
-    worth of FFTs for a number nobody optimises."""
-    terms = {"recon/mel": lambda: mel_loss(pred, target, mels, config.mel_l2_weight),
-             "recon/l1": lambda: l1_loss(pred, target),
-             "recon/stft": lambda: stft_loss(pred, target, config.stft_windows,
-                                             log_floor=config.log_floor)}
-    return {name: compute() for name, compute in terms.items() if name in weights}
-
-
 @torch.no_grad()
 def validate(config: CodecTrainConfig, codec: Codec, valid: torch.Tensor,
              mels: MelSpectrograms) -> dict[str, float]:
@@ -221,7 +200,7 @@ def validate(config: CodecTrainConfig, codec: Codec, valid: torch.Tensor,
         for name, value in reconstruction_terms(out.audio, batch, mels,
                                                 config.reconstruction).items():
             sums[f"valid/{name}"] += float(value) * len(batch)
-        streams.append(getattr(out, STREAMS[config.independence.stream]))
+        streams.append(out.stream(config.independence.stream))
     result = {name: total / len(valid) for name, total in sums.items()}
     result["valid/indep/mmd"] = heldout_mmd(torch.cat(streams), config.independence)
     return result

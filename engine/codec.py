@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from engine.modules.istft_decoder import ISTFTDecoder
 from engine.modules.seanet import SEANetDecoder, SEANetEncoder
+from engine.modules.stft_encoder import STFTEncoder
 from engine.quantizer import QuantizerConfig, ResidualVectorQuantizer
 
 
@@ -46,6 +48,16 @@ class CodecConfig:
         activation: "leaky_relu" (slope 0.1, as in HiFi-GAN) or "elu" (SEANet's). The
             default is LeakyReLU because ELU's exponential costs ~20% of encode + decode time on
             a 2-core CPU, which took the codec below the 30x real-time budget on one core.
+        encoder: "seanet" (strided convolutions from the waveform, as in EnCodec) or "stft"
+            (log-magnitude spectra, then residual units at the frame rate, see
+            engine/modules/stft_encoder.py).
+        encoder_fft_hops: FFT size of the stft encoder, in hops.
+        decoder: "seanet" (transposed convolutions up to the audio rate, as in EnCodec) or
+            "istft" (residual units at the frame rate and an inverse-STFT head, see
+            engine/modules/istft_decoder.py; trains several times faster on a CPU, one hop of
+            latency).
+        decoder_dim: channels of the frame-rate layers (istft decoder, stft encoder).
+        decoder_layers: residual units of each frame-rate stack (dilations 1, 2, 4, 8, 1, ...).
         quantizer: the residual vector quantizer.
     """
 
@@ -63,6 +75,11 @@ class CodecConfig:
     causal: bool = True
     weight_norm: bool = True
     activation: Literal["elu", "leaky_relu"] = "leaky_relu"
+    encoder: Literal["seanet", "stft"] = "seanet"
+    encoder_fft_hops: int = 2
+    decoder: Literal["seanet", "istft"] = "seanet"
+    decoder_dim: int = 256
+    decoder_layers: int = 8
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
 
     def __post_init__(self) -> None:
@@ -72,7 +89,8 @@ class CodecConfig:
         if not self.strides or any(s < 1 for s in self.strides):
             raise ValueError(f"strides must be positive integers, got {self.strides}")
         for name in ("sample_rate", "channels", "base_channels", "kernel_size",
-                     "residual_kernel_size", "dilation_base", "residual_compress"):
+                     "residual_kernel_size", "dilation_base", "residual_compress",
+                     "decoder_dim", "encoder_fft_hops"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.residual_layers < 0 or self.lstm_layers < 0:
@@ -119,9 +137,9 @@ class Codec(nn.Module):
     def __init__(self, config: CodecConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = SEANetEncoder(config)
+        self.encoder = STFTEncoder(config) if config.encoder == "stft" else SEANetEncoder(config)
         self.quantizer = ResidualVectorQuantizer(config.quantizer)
-        self.decoder = SEANetDecoder(config)
+        self.decoder = make_decoder(config)
 
     @property
     def sample_rate(self) -> int:
@@ -137,6 +155,11 @@ class Codec(nn.Module):
     def frame_rate(self) -> float:
         """Frames of codes per second of audio."""
         return self.config.sample_rate / self.config.hop_length
+
+    @property
+    def latency(self) -> int:
+        """Samples by which `decode` and the stream lag the input (0, or a hop for istft)."""
+        return getattr(self.decoder, "latency", 0)
 
     @property
     def num_codebooks(self) -> int:
@@ -160,7 +183,11 @@ class Codec(nn.Module):
         length = audio.shape[-1]
         latents = self.encoder(self._pad(audio))  # [B, D, T]
         q = self.quantizer(latents)
-        audio_hat = self.decoder(q.quantized)[..., :length]  # [B, C, N]
+        if self.latency:  # one more hop, then drop the delay: aligned with the input
+            audio_hat = self.decoder(q.quantized, flush=True)[..., self.latency:]
+        else:
+            audio_hat = self.decoder(q.quantized)
+        audio_hat = audio_hat[..., :length]  # [B, C, N]
         return CodecOutput(
             audio=audio_hat,
             codes=q.codes,
@@ -182,7 +209,7 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: Tensor) -> Tensor:
-        """Codes [B, K, T] -> waveform [B, C, T * hop]."""
+        """Codes [B, K, T] -> waveform [B, C, T * hop], `latency` samples late."""
         return self.decoder(self.quantizer.decode(codes))
 
     def stream_decoder(self, batch_size: int = 1) -> StreamDecoder:
@@ -248,7 +275,12 @@ class StreamDecoder:
         return audio
 
 
-def _frozen_copy(codec: Codec) -> SEANetDecoder:
+def make_decoder(config: CodecConfig) -> SEANetDecoder | ISTFTDecoder:
+    """The decoder that `config.decoder` names."""
+    return ISTFTDecoder(config) if config.decoder == "istft" else SEANetDecoder(config)
+
+
+def _frozen_copy(codec: Codec) -> SEANetDecoder | ISTFTDecoder:
     """An eval-mode copy of the codec's decoder, weight norm folded into plain weights.
 
     Built afresh rather than deep-copied: removing a parametrization from a deep copy would
@@ -259,7 +291,7 @@ def _frozen_copy(codec: Codec) -> SEANetDecoder:
     for name, module in source.named_modules():
         if parametrize.is_parametrized(module, "weight"):
             state[f"{name}.weight"] = module.weight.detach()
-    frozen = SEANetDecoder(dataclasses.replace(codec.config, weight_norm=False))
+    frozen = make_decoder(dataclasses.replace(codec.config, weight_norm=False))
     frozen.load_state_dict(state)
     weight = next(source.parameters())
     return frozen.to(weight.device, weight.dtype).eval().requires_grad_(False)

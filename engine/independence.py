@@ -46,6 +46,9 @@ class IndependenceConfig:
         rows: rows subsampled per call (the kernel matrix is rows × rows); 0 keeps all rows.
         every: apply the loss on training steps divisible by `every`.
         warmup_steps: linear ramp of the weight from 0 over that many steps.
+        start_step: the loss is off before this step (the ramp starts here): a codec can
+            learn to reconstruct first, and runs that differ only in the weight share their
+            first `start_step` steps exactly.
         standardize: standardise each of the K·D features over the pooled rows.
     """
 
@@ -58,6 +61,7 @@ class IndependenceConfig:
     rows: int = 1024
     every: int = 1
     warmup_steps: int = 0
+    start_step: int = 0
     standardize: bool = True
 
     def __post_init__(self) -> None:
@@ -72,6 +76,7 @@ class IndependenceConfig:
             "rows must be 0 (all rows) or >= 2": self.rows == 0 or self.rows >= 2,
             "every must be >= 1": self.every >= 1,
             "warmup_steps must be >= 0": self.warmup_steps >= 0,
+            "start_step must be >= 0": self.start_step >= 0,
         }
         broken = [message for message, ok in rules.items() if not ok]
         if broken:
@@ -384,13 +389,13 @@ def independence_weight(step: int, config: IndependenceConfig) -> float:
 
     Args:
         step: the 0-based training step.
-        config: supplies weight, every and warmup_steps.
+        config: supplies weight, every, start_step and warmup_steps.
 
     Returns:
         The multiplier for `independence_loss` at this step.
     """
-    if config.weight == 0.0 or step % config.every != 0:
+    if config.weight == 0.0 or step < config.start_step or step % config.every != 0:
         return 0.0
     if config.warmup_steps > 0:
-        return config.weight * min(1.0, step / config.warmup_steps)
+        return config.weight * min(1.0, (step - config.start_step) / config.warmup_steps)
     return config.weight

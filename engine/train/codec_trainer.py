@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -130,8 +131,13 @@ def load_checkpoint(path: Path, config: CodecTrainConfig) -> TrainState:
     checkpoint = read_checkpoint(path)
     saved = to_dict(from_dict(CodecTrainConfig, checkpoint["config"], source=str(path)))
     wanted = to_dict(config)
-    # Only the length of the run may change on resume (to extend it).
-    changed = sorted(k for k in wanted if k != "steps" and wanted[k] != saved.get(k))
+    # The length of the run may change on resume (to extend it), and so may the threads. The
+    # independence settings may change until the loss starts: the steps so far are the same
+    # for any of them (the loss draws no random numbers while it is off).
+    free = {"steps", "threads"}
+    if checkpoint["step"] <= config.independence.start_step:
+        free.add("independence")
+    changed = sorted(k for k in wanted if k not in free and wanted[k] != saved.get(k))
     if changed:
         raise ValueError(f"{path} was trained with another config ({', '.join(changed)}); "
                          "resume with the same one")
@@ -170,7 +176,7 @@ def train_step(config: CodecTrainConfig, state: TrainState, audio: torch.Tensor,
         total = total + mmd_weight * terms["indep/mmd"]
     state.optimizer.zero_grad(set_to_none=True)
     total.backward()
-    torch.nn.utils.clip_grad_norm_(codec.parameters(), config.optim.grad_clip)
+    grad_norm = torch.nn.utils.clip_grad_norm_(codec.parameters(), config.optim.grad_clip)
     state.optimizer.step()
     if state.discriminator is not None:
         disc = discriminator_loss(state.discriminator(audio),
@@ -182,6 +188,7 @@ def train_step(config: CodecTrainConfig, state: TrainState, audio: torch.Tensor,
     logged = {name: float(value.detach()) for name, value in terms.items()}
     logged["loss"] = float(total.detach())
     logged["indep/weight"] = mmd_weight
+    logged["grad_norm"] = float(grad_norm)
     logged.update(codec.quantizer.last_stats.as_log())
     return logged
 
@@ -207,10 +214,24 @@ def validate(config: CodecTrainConfig, codec: Codec, valid: torch.Tensor,
 
 
 def train_codec(config: CodecTrainConfig, run_dir: str | Path, *, resume: bool = False,
+                fork: str | Path | None = None,
                 on_log: Callable[[dict], None] | None = None) -> TrainState:
-    """Train (or resume) a codec run in `run_dir` until `config.steps`."""
+    """Train (or resume) a codec run in `run_dir` until `config.steps`.
+
+    `fork` starts a new run from another run's checkpoint and log: two runs that differ only
+    in the independence loss share their steps before `independence.start_step`.
+    """
     run = Path(run_dir)
     checkpoint = run / "checkpoint.pt"
+    if fork is not None:
+        if checkpoint.exists():
+            raise FileExistsError(f"{run} already holds a run; fork into a new folder")
+        load_checkpoint(Path(fork) / "checkpoint.pt", config)  # refuses a changed config
+        run.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(fork) / "log.jsonl", run / "log.jsonl")
+        shutil.copyfile(Path(fork) / "checkpoint.pt", checkpoint)
+        save_config(config, run / "config.yaml")
+        resume = True
     if config.threads:
         torch.set_num_threads(config.threads)
     if checkpoint.exists():

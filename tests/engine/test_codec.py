@@ -1,5 +1,6 @@
 """The assembled codec: shapes, gradients, save/load, and streaming decode == offline decode."""
 
+import dataclasses
 import io
 
 import pytest
@@ -11,6 +12,9 @@ from engine.quantizer import QuantizerConfig
 
 TINY = CodecConfig(base_channels=4, latent_dim=16,
                    quantizer=QuantizerConfig(num_codebooks=3, codebook_size=32, dim=16))
+# The spectral layout: stft encoder and istft decoder at the frame rate.
+SPECTRAL = dataclasses.replace(TINY, encoder="stft", decoder="istft", decoder_dim=24,
+                               decoder_layers=3)
 
 
 
@@ -163,3 +167,44 @@ def test_stream_decoders_leave_the_codec_untouched():
     assert list(codec.state_dict()) == keys
     assert torch.equal(codec.decode(codes), offline)
     assert all(p.requires_grad for p in codec.parameters())
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_spectral_codec_streams_exactly_one_hop_late(batch):
+    codec = _codec(SPECTRAL).eval()
+    assert codec.latency == 640 and _codec().latency == 0
+    codes = torch.randint(0, 32, (batch, 3, 23), generator=torch.Generator().manual_seed(batch))
+    offline = codec.decode(codes)
+    decoder = codec.stream_decoder(batch)
+    streamed = _stream(decoder, codes, torch.Generator().manual_seed(1))
+    assert streamed.shape == offline.shape == (batch, 1, 23 * 640)
+    assert (streamed - offline).abs().max() < 1e-4
+    # Output chunk t depends on frames <= t only: changing frame 10 leaves chunks 0..9 alone.
+    changed = codes.clone()
+    changed[..., 10] = (changed[..., 10] + 1) % 32
+    other = codec.decode(changed)
+    assert torch.equal(other[..., : 10 * 640], offline[..., : 10 * 640])
+    assert not torch.equal(other[..., 10 * 640: 11 * 640], offline[..., 10 * 640: 11 * 640])
+
+
+def test_spectral_forward_undoes_the_latency():
+    codec = _codec(SPECTRAL).eval()
+    audio = _audio(batch=1, samples=20 * 640)
+    out = codec(audio)
+    delayed = codec.decode(out.codes)  # [1, 1, 20 * 640], one hop late
+    assert out.audio.shape == audio.shape
+    assert torch.allclose(out.audio[..., : 19 * 640], delayed[..., 640:], atol=1e-5)
+
+
+def test_spectral_encoder_is_causal_and_gradients_reach_it():
+    codec = _codec(SPECTRAL).train()
+    audio = _audio(batch=1, samples=16 * 640)
+    later = audio.clone()
+    later[..., 10 * 640:] += 0.5  # a change from frame 10 on
+    with torch.no_grad():
+        a, b = codec.encoder(audio), codec.encoder(later)
+    assert torch.equal(a[..., :10], b[..., :10]) and not torch.equal(a[..., 10:], b[..., 10:])
+    out = codec(audio)
+    out.residuals.pow(2).mean().backward()
+    assert all(p.grad is not None for p in codec.encoder.parameters())
+    assert all(p.grad is None for p in codec.decoder.parameters())

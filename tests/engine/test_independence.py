@@ -84,6 +84,10 @@ def test_weight_schedule() -> None:
     assert independence_weight(0, ramp) == 0.0
     assert independence_weight(25, ramp) == pytest.approx(2.5)
     assert independence_weight(100, ramp) == independence_weight(5000, ramp) == 10.0
+    late = IndependenceConfig(weight=10.0, warmup_steps=100, start_step=1000)
+    assert independence_weight(999, late) == independence_weight(1000, late) == 0.0
+    assert independence_weight(1050, late) == pytest.approx(5.0)
+    assert independence_weight(1100, late) == 10.0
 
 
 # --- delay alignment and rows ------------------------------------------------------------------

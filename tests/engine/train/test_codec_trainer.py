@@ -1,5 +1,6 @@
 """Codec training on a tiny model and a synthetic dataset: it learns, checkpoints, resumes."""
 
+import dataclasses
 import json
 
 import pytest
@@ -54,6 +55,31 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tone_dataset, tmp_path):
         assert torch.equal(a, b), name
     with pytest.raises(ValueError, match="independence"):
         train_codec(tiny(tone_dataset, steps=8, weight=1.0), tmp_path / "resumed", resume=True)
+
+
+def test_a_fork_before_the_mmd_start_shares_the_steps_then_diverges(tone_dataset, tmp_path):
+    def config(weight, steps):
+        base = tiny(tone_dataset, steps=steps, weight=weight)
+        return dataclasses.replace(base, independence=dataclasses.replace(
+            base.independence, start_step=3, warmup_steps=0))
+
+    baseline = train_codec(config(0.0, 3), tmp_path / "baseline")
+    forked = train_codec(config(5.0, 6), tmp_path / "mmd", fork=tmp_path / "baseline")
+    continued = train_codec(config(0.0, 6), tmp_path / "baseline", resume=True)
+    assert baseline.step == 3 and forked.step == continued.step == 6
+    log = [json.loads(line) for line in (tmp_path / "mmd" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [2, 4, 6]  # the trunk's log carried over
+    assert log[-1]["indep/weight"] == 5.0
+    differs = [not torch.equal(a, b) for a, b in zip(forked.codec.state_dict().values(),
+                                                     continued.codec.state_dict().values(),
+                                                     strict=True)]
+    assert any(differs)
+    with pytest.raises(FileExistsError):
+        train_codec(config(5.0, 6), tmp_path / "mmd", fork=tmp_path / "baseline")
+    late = dataclasses.replace(config(5.0, 8), independence=IndependenceConfig(
+        weight=5.0, rows=128, start_step=2))  # the trunk is already past this start
+    with pytest.raises(ValueError, match="independence"):
+        train_codec(late, tmp_path / "too-late", fork=tmp_path / "baseline")
 
 
 def test_exported_weights_rebuild_the_same_codec(tone_dataset, tmp_path):

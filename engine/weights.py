@@ -16,9 +16,11 @@ from safetensors.torch import load_file, save_file
 from engine.atomic import atomic_path, write_json_atomic
 from engine.codec import Codec, CodecConfig
 from engine.config import from_dict, to_dict
+from engine.lm import LanguageModel, LMConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CODEC = WEIGHTS_DIR / "codec.safetensors"
+DEFAULT_LM = WEIGHTS_DIR / "lm.safetensors"
 
 
 def manifest_path(weights: str | Path) -> Path:
@@ -49,6 +51,46 @@ def load_codec(path: str | Path | None = None) -> Codec:
     codec.load_state_dict(load_file(str(path)))
     codec.eval()
     return codec
+
+
+def export_lm(lm: LanguageModel, path: str | Path, provenance: dict[str, Any],
+              half: bool = False) -> Path:
+    """Write the LM's weights (fp16 when `half`: half the size) and its manifest."""
+    path = Path(path)
+    dtype = torch.float16 if half else torch.float32
+    tensors = {name: tensor.detach().to(dtype).contiguous().clone()
+               for name, tensor in lm.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+    write_json_atomic(manifest_path(path), {"model": "lm", "config": to_dict(lm.config),
+                                            "dtype": str(dtype).removeprefix("torch."),
+                                            **provenance})
+    return path
+
+
+def load_lm(path: str | Path | None = None) -> LanguageModel:
+    """Load an LM from safetensors + manifest (the shipped default when `path` is None).
+
+    Weights stored in fp16 are widened to fp32: on a CPU fp32 matmuls are the fast ones.
+    """
+    path = Path(path) if path else DEFAULT_LM
+    manifest = manifest_path(path)
+    if not path.is_file() or not manifest.is_file():
+        raise FileNotFoundError(f"LM weights need {path} and {manifest}")
+    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    lm = LanguageModel(from_dict(LMConfig, meta["config"], source=str(manifest)))
+    lm.load_state_dict({name: tensor.float() for name, tensor in load_file(str(path)).items()})
+    lm.eval()
+    return lm
+
+
+def lm_from_checkpoint(checkpoint: dict[str, Any], source: str = "<checkpoint>") -> LanguageModel:
+    """The LM inside a training checkpoint (`indie train lm`), rebuilt from its config."""
+    config = from_dict(LMConfig, checkpoint["config"]["lm"], source=source)
+    lm = LanguageModel(config)
+    lm.load_state_dict(checkpoint["state_dict"])
+    lm.eval()
+    return lm
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -27,6 +27,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     codec.add_argument("--json", type=Path, help="also write the result to this file")
     codec.set_defaults(run=run_codec)
 
+    generate = targets.add_parser("generate", help="generation speed of every decoding pattern")
+    generate.add_argument("--seconds", type=float, default=5.0, help="audio per pattern")
+    generate.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
+    generate.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+    generate.add_argument("--threads", type=int, help="torch threads while generating (default 1)")
+    generate.add_argument("--cfg", type=float, default=3.0, help="guidance (1: no CFG rows)")
+    generate.add_argument("--json", type=Path, help="also write the result to this file")
+    generate.set_defaults(run=run_generate)
+
+    bridge = targets.add_parser("bridge", help="first audio, underruns, live gaps, cancel and "
+                                "note latency through a private JACK server")
+    bridge.add_argument("--seconds", type=float, default=60.0, help="live streaming to measure")
+    bridge.add_argument("--repeats", type=int, default=5, help="runs per latency")
+    bridge.add_argument("--chunk-seconds", type=float, default=2.0, help="live chunk length")
+    bridge.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
+    bridge.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+    bridge.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    bridge.add_argument("--json", type=Path, help="also write the result to this file")
+    bridge.set_defaults(run=run_bridge)
+
 
 def run_dataset(args: argparse.Namespace) -> int:
     from engine.benchmarks.dataset_build import bench_dataset_build
@@ -43,6 +63,30 @@ def run_codec(args: argparse.Namespace) -> int:
     from engine.weights import load_codec
 
     result = bench_codec_speed(load_codec(args.weights), args.seconds, args.threads)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from engine.benchmarks.generate_speed import bench_generate_speed, format_table
+    from engine.engine import Engine
+
+    engine = Engine.load(args.codec, args.lm, threads=args.threads)
+    result = bench_generate_speed(engine, args.seconds, cfg=args.cfg)
+    print(format_table(result))
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0
+
+
+def run_bridge(args: argparse.Namespace) -> int:
+    from bridge.bench_bridge import bench_bridge
+    from engine.engine import Engine
+
+    engine = Engine.load(args.codec, args.lm, threads=args.threads)
+    result = bench_bridge(engine, args.seconds, args.repeats, args.chunk_seconds)
     print(json.dumps(result, indent=2))
     if args.json:
         write_json_atomic(args.json, result)

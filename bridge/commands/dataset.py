@@ -1,4 +1,5 @@
-"""`indie dataset build|info`: make the training data, or show what a dataset holds."""
+"""`indie dataset build|info|tokenize`: make the training data, show what a dataset holds,
+or encode it once with the codec for LM training."""
 
 from __future__ import annotations
 
@@ -33,6 +34,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     info = actions.add_parser("info", help="print the summary of a built dataset")
     info.add_argument("folder", type=Path)
     info.set_defaults(run=run_info)
+
+    tokenize = actions.add_parser(
+        "tokenize", help="encode every clip with the codec into a token cache for LM training "
+        "(skips splits already done)")
+    tokenize.add_argument("--dataset", required=True, type=Path, help="a built dataset folder")
+    tokenize.add_argument("--codec", type=Path,
+                          help="codec weights (.safetensors), or a codec run's checkpoint.pt "
+                          "(default: the shipped codec)")
+    tokenize.add_argument("--out", required=True, type=Path, help="token cache folder")
+    tokenize.add_argument("--batch-size", type=int, default=16, help="clips encoded together")
+    tokenize.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    tokenize.set_defaults(run=run_tokenize)
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -72,6 +85,46 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"indie: error: {args.folder} has no summary.json (is it a built dataset?)")
         return 2
     print(format_summary(args.folder, BuildReport(json.loads(summary_path.read_text()))))
+    return 0
+
+
+def run_tokenize(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from engine.data.tokens import tokenize_dataset
+    from engine.weights import DEFAULT_CODEC, load_codec, load_codec_checkpoint
+
+    if not (args.dataset / "train.jsonl").is_file():
+        raise FileNotFoundError(f"{args.dataset} has no train.jsonl (is it a built dataset?)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    codec_path = args.codec or DEFAULT_CODEC
+    if codec_path.suffix == ".pt":
+        if not codec_path.is_file():
+            raise FileNotFoundError(f"no codec checkpoint {codec_path}")
+        codec = load_codec_checkpoint(codec_path)
+    else:
+        codec = load_codec(codec_path)
+    bars: dict[str, tqdm] = {}
+
+    def on_clips(split: str, done: int, total: int) -> None:
+        bar = bars.get(split)
+        if bar is None:
+            bar = bars[split] = tqdm(total=total, unit="clip", desc=f"tokenizing {split}")
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    with logging_redirect_tqdm():
+        info = tokenize_dataset(args.dataset, codec, args.out, codec_name=str(codec_path),
+                                batch_size=args.batch_size, on_clips=on_clips)
+    for split, numbers in info["splits"].items():
+        print(f"  {split:5s} {numbers['clips']:6d} clips  {numbers['frames']:9d} frames  "
+              f"({numbers['frames'] / info['frame_rate'] / 3600:.2f} h)")
+    print(f"token cache {args.out}: {info['num_codebooks']} codebooks of "
+          f"{info['codebook_size']} codes at {info['frame_rate']:g} frames/s")
     return 0
 
 

@@ -8,17 +8,19 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.commands import bench, dataset, evaluate, export, train
+from bridge.commands import bench, dataset, evaluate, export, generate, render, serve, train
 from engine import __version__
 from engine.audio import AudioFileError
 from engine.config import ConfigError
 from engine.data.build import DatasetError
 from engine.data.synth import SynthError
+from engine.inputs import EngineError
 
 # Mistakes a user can fix: a message, not a traceback.
-USER_ERRORS = (AudioFileError, ConfigError, DatasetError, SynthError, FileNotFoundError)
+USER_ERRORS = (AudioFileError, ConfigError, DatasetError, SynthError, EngineError,
+               FileNotFoundError)
 
-COMMANDS = (dataset, train, evaluate, export, bench)
+COMMANDS = (generate, dataset, train, evaluate, export, bench, serve, render)
 
 
 def build_parser() -> argparse.ArgumentParser:

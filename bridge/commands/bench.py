@@ -41,6 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bridge.add_argument("--seconds", type=float, default=60.0, help="live streaming to measure")
     bridge.add_argument("--repeats", type=int, default=5, help="runs per latency")
     bridge.add_argument("--chunk-seconds", type=float, default=2.0, help="live chunk length")
+    bridge.add_argument("--period", type=int, default=256, help="JACK frames per period")
     bridge.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
     bridge.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
     bridge.add_argument("--threads", type=int, help="torch threads (default: torch's)")
@@ -86,7 +87,7 @@ def run_bridge(args: argparse.Namespace) -> int:
     from engine.engine import Engine
 
     engine = Engine.load(args.codec, args.lm, threads=args.threads)
-    result = bench_bridge(engine, args.seconds, args.repeats, args.chunk_seconds)
+    result = bench_bridge(engine, args.seconds, args.repeats, args.chunk_seconds, args.period)
     print(json.dumps(result, indent=2))
     if args.json:
         write_json_atomic(args.json, result)

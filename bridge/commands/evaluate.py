@@ -1,4 +1,4 @@
-"""`indie eval codec`: reconstruction, codebook dependence and speed on held-out clips."""
+"""`indie eval codec|lm`: the codec on held-out clips; the LM's music on test captions."""
 
 from __future__ import annotations
 
@@ -26,6 +26,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="another codec's result JSON, shown beside this one in the MI plot")
     codec.set_defaults(run=run_codec)
 
+    lm = models.add_parser("lm", help="generated music on test captions: FD, KL, text, melody "
+                           "and tempo adherence, beside real clips and an untrained LM")
+    lm.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
+    lm.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+    lm.add_argument("--tagger", type=Path, help="tagger safetensors (default: shipped)")
+    lm.add_argument("--dataset", type=Path, default=Path("data/indie-10h"))
+    lm.add_argument("--clips", type=int, default=16, help="test captions (N clips per set)")
+    lm.add_argument("--seconds", type=float, default=8.0, help="length of every clip")
+    lm.add_argument("--seed", type=int, default=0)
+    lm.add_argument("--no-pitch", action="store_true", help="skip torchcrepe pitch accuracy")
+    lm.add_argument("--json", type=Path, required=True, help="write the results here")
+    lm.set_defaults(run=run_lm)
+
 
 def run_codec(args: argparse.Namespace) -> int:
     from engine.evaluation.codec_eval import evaluate_codec
@@ -44,6 +57,28 @@ def run_codec(args: argparse.Namespace) -> int:
     brief["mi_same_frame"] = result["mi_same_frame"]["mean_normalised"]
     brief["mi_delay_aligned"] = result["mi_delay_aligned"]["mean_normalised"]
     print(json.dumps(brief, indent=2))
+    return 0
+
+
+def run_lm(args: argparse.Namespace) -> int:
+    from engine.engine import Engine
+    from engine.evaluation.lm_eval import LMEvalConfig, evaluate_lm
+    from engine.evaluation.tagger import DEFAULT_TAGGER, load_tagger
+
+    engine = Engine.load(args.codec, args.lm)
+    config = LMEvalConfig(clips=args.clips, seconds=args.seconds, seed=args.seed,
+                          pitch=not args.no_pitch)
+    result = evaluate_lm(engine, load_tagger(args.tagger), args.dataset / "test.jsonl", config,
+                         on_progress=lambda name, done, total: print(
+                             f"\r{name}: {done}/{total}", end="\n" if done == total else "",
+                             flush=True))
+    result["weights"] = {**engine.weights, "tagger": str(args.tagger or DEFAULT_TAGGER)}
+    write_json_atomic(args.json, result)
+    print(json.dumps({name: {"fd": s["fd"], "kl": s["kl"]["mean"],
+                             "text": s["text_adherence"]["all"],
+                             "chroma": s["melody"]["chroma_similarity"],
+                             "tempo": s["tempo"]["strict"]}
+                      for name, s in result["sets"].items()}, indent=2))
     return 0
 
 

@@ -1,0 +1,1 @@
+"""OSC: the address table (data), message parsing into commands, and the UDP transport."""

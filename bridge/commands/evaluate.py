@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     lm.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
     lm.add_argument("--tagger", type=Path, help="tagger safetensors (default: shipped)")
     lm.add_argument("--dataset", type=Path, default=Path("data/indie-10h"))
-    lm.add_argument("--clips", type=int, default=16, help="test captions (N clips per set)")
+    lm.add_argument("--clips", type=int, default=32, help="test captions (N clips per set)")
     lm.add_argument("--seconds", type=float, default=8.0, help="length of every clip")
     lm.add_argument("--seed", type=int, default=0)
     lm.add_argument("--no-pitch", action="store_true", help="skip torchcrepe pitch accuracy")

@@ -41,7 +41,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
     mu_a, mu_b = a.mean(axis=0), b.mean(axis=0)
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     offset = eps * np.eye(a.shape[1])
-    root, _ = linalg.sqrtm((cov_a + offset) @ (cov_b + offset), disp=False)
+    root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     if not np.isfinite(root).all():
         raise ValueError("the covariance product has no finite square root")
     root = root.real  # imaginary parts are rounding noise for PSD products

@@ -1,10 +1,11 @@
 """Training the audio tagger (engine/evaluation/tagger.py) on a dataset's labels.
 
-Log-mel spectrograms of every clip are computed once and cached beside the manifests
-(`cache/tagger-<split>-<features>.npy`, fp16); training then draws random crops from the cache,
-so a step costs only the network. Training runs for a wall-clock budget (the learning rate
-follows the elapsed fraction of it), then the tagger is scored on whole clips of the valid and
-test splits against the majority-class baseline and exported with its manifest.
+Log-mel spectrograms and chroma of every clip are computed once and cached beside the
+manifests (`cache/tagger-<split>-<digest>.{mels,chroma,len}.npy`, fp16); training then draws
+random crops from the cache, so a step costs only the network. Training runs for a wall-clock
+budget (the learning rate follows the elapsed fraction of it), then the tagger is scored on
+whole clips of the valid and test splits against the majority-class baseline and exported with
+its manifest.
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ class TaggerTrainConfig:
 
 @dataclass
 class FeatureSet:
-    """Cached log-mels of a split: `mels [C, M, T_max]` fp16, `lengths [C]`, labels per head."""
+    """Cached features of a split: `mels [C, M, T_max]` and `chroma [C, 12, T_max]` fp16,
+    `lengths [C]` frames, and the rows (labels)."""
 
     mels: np.ndarray
+    chroma: np.ndarray
     lengths: np.ndarray
     rows: list[ClipRow]
 
@@ -77,38 +80,41 @@ class FeatureSet:
 
 
 def load_features(manifest: str | Path, config: TaggerConfig) -> FeatureSet:
-    """A split's raw log-mels, computed once into the dataset's cache folder."""
+    """A split's raw log-mels and chroma, computed once into the dataset's cache folder."""
     manifest = Path(manifest)
     rows = read_manifest(manifest)
     if not rows:
         raise ValueError(f"{manifest} has no clips")
-    feature_keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max")
+    feature_keys = ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max",
+                    "chroma_fft")
     spec = json.dumps({k: getattr(config, k) for k in feature_keys}
                       | {"ids": [r.id for r in rows]}, sort_keys=True)
     digest = hashlib.sha1(spec.encode()).hexdigest()[:10]
     cache = manifest.parent / "cache" / f"tagger-{manifest.stem}-{digest}"
-    mels_path, lengths_path = cache.with_suffix(".mels.npy"), cache.with_suffix(".len.npy")
-    if mels_path.is_file() and lengths_path.is_file():
-        return FeatureSet(np.load(mels_path, mmap_mode="r"), np.load(lengths_path), rows)
+    paths = {name: cache.with_suffix(f".{name}.npy") for name in ("mels", "chroma", "len")}
+    if all(path.is_file() for path in paths.values()):
+        return FeatureSet(np.load(paths["mels"], mmap_mode="r"),
+                          np.load(paths["chroma"], mmap_mode="r"), np.load(paths["len"]), rows)
 
     log.info("computing log-mels of %d clips of %s", len(rows), manifest)
     bank = AudioBank.load(manifest, config.sample_rate)
     features = Tagger(config).features
     lengths = np.diff(bank.starts) // config.hop_length + 1  # frames of a centred STFT
     mels = np.empty((len(rows), config.n_mels, int(lengths.max())), dtype=np.float16)
+    chroma = np.zeros((len(rows), 12, int(lengths.max())), dtype=np.float16)
     with torch.no_grad():
         for c in range(len(rows)):
             clip = bank.samples[bank.starts[c]:bank.starts[c + 1]].astype(np.float32) / 32768.0
-            log_mel = features.raw(torch.from_numpy(clip)[None])[0]  # [M, T]
+            log_mel, pitch_classes = features.raw(torch.from_numpy(clip)[None])  # [1, M|12, T]
             mels[c] = math.log(1e-6)  # silence after the end of a short clip
-            mels[c, :, : log_mel.shape[-1]] = log_mel.numpy()
+            mels[c, :, : log_mel.shape[-1]] = log_mel[0].numpy()
+            chroma[c, :, : log_mel.shape[-1]] = pitch_classes[0].numpy()
             lengths[c] = log_mel.shape[-1]
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(mels_path) as tmp:
-        np.save(tmp, mels)
-    with atomic_path(lengths_path) as tmp:
-        np.save(tmp, lengths)
-    return FeatureSet(mels, lengths, rows)
+    for name, array in (("mels", mels), ("chroma", chroma), ("len", lengths)):
+        with atomic_path(paths[name]) as tmp:
+            np.save(tmp, array)
+    return FeatureSet(mels, chroma, lengths, rows)
 
 
 def label_classes(rows: list[ClipRow]) -> dict[str, tuple[str, ...]]:
@@ -130,9 +136,10 @@ def score(tagger: Tagger, features: FeatureSet, train_rows: list[ClipRow]) -> di
     targets = features.targets(config)
     correct = {name: 0 for name in config.classes}
     for c in range(len(features.rows)):
-        mel = torch.from_numpy(np.asarray(features.mels[c, :, : features.lengths[c]],
-                                          dtype=np.float32))[None]  # [1, M, T]
-        out = tagger(normalise(mel, config.log_std))
+        length = features.lengths[c]
+        mel = torch.from_numpy(np.asarray(features.mels[c, :, :length], dtype=np.float32))
+        chroma = torch.from_numpy(np.asarray(features.chroma[c, :, :length], dtype=np.float32))
+        out = tagger(normalise(mel[None], config.log_std), chroma[None])  # [1, M|12, T]
         for name, logits in out.logits.items():
             correct[name] += int(int(logits[0].argmax()) == targets[name][c])
     result = {}
@@ -151,17 +158,21 @@ def score(tagger: Tagger, features: FeatureSet, train_rows: list[ClipRow]) -> di
 
 
 def _crops(features: FeatureSet, targets: dict[str, np.ndarray], frames: int, batch: int,
-           rng: np.random.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-    """Random crops `[B, M, frames]` (clips drawn by length) and their targets."""
+           rng: np.random.Generator) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Random crops of log-mel `[B, M, frames]` and chroma `[B, 12, frames]` (clips drawn by
+    length) and their targets."""
     weights = features.lengths / features.lengths.sum()
     clips = rng.choice(len(features.lengths), size=batch, p=weights)
     out = np.full((batch, features.mels.shape[1], frames), math.log(1e-6), dtype=np.float32)
+    chroma = np.zeros((batch, 12, frames), dtype=np.float32)
     for row, c in enumerate(clips):
         length = int(features.lengths[c])
         start = int(rng.integers(max(length - frames, 0) + 1))
         piece = features.mels[c, :, start:min(start + frames, length)]
         out[row, :, : piece.shape[-1]] = piece
-    return torch.from_numpy(out), {k: torch.from_numpy(v[clips]) for k, v in targets.items()}
+        chroma[row, :, : piece.shape[-1]] = features.chroma[c, :, start:start + piece.shape[-1]]
+    return (torch.from_numpy(out), torch.from_numpy(chroma),
+            {k: torch.from_numpy(v[clips]) for k, v in targets.items()})
 
 
 def train_tagger(dataset: str | Path, out: str | Path, config: TaggerTrainConfig | None = None,
@@ -220,8 +231,8 @@ def _train(dataset: Path, out: Path, config: TaggerTrainConfig,
         for group in optimizer.param_groups:
             group["lr"] = lr
         tagger.train()
-        mels, y = _crops(train, targets, frames, config.batch_size, rng)
-        result = tagger(normalise(mels, tagger_config.log_std))
+        mels, chroma, y = _crops(train, targets, frames, config.batch_size, rng)
+        result = tagger(normalise(mels, tagger_config.log_std), chroma)
         terms = {name: torch.nn.functional.cross_entropy(logits, y[name], ignore_index=-1)
                  for name, logits in result.logits.items()}
         loss = sum(terms.values())
@@ -232,7 +243,7 @@ def _train(dataset: Path, out: Path, config: TaggerTrainConfig,
         losses.append(float(loss.detach()))
         if on_log and step % 25 == 0:
             on_log({"step": step, "lr": lr, "loss": float(np.mean(losses[-25:])),
-                    **{f"loss/{k}": float(v) for k, v in terms.items()},
+                    **{f"loss/{k}": float(v.detach()) for k, v in terms.items()},
                     "minutes": (time.monotonic() - loop_start) / 60})
     train_seconds = time.monotonic() - loop_start
 

@@ -15,10 +15,11 @@ from engine.config import ConfigError
 from engine.data.build import DatasetError
 from engine.data.synth import SynthError
 from engine.inputs import EngineError
+from engine.weights import WeightsError
 
 # Mistakes a user can fix: a message, not a traceback.
 USER_ERRORS = (AudioFileError, ConfigError, DatasetError, SynthError, EngineError,
-               FileNotFoundError)
+               WeightsError, FileNotFoundError)
 
 COMMANDS = (generate, dataset, train, evaluate, export, bench, serve, render)
 

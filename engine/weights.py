@@ -1,11 +1,14 @@
 """Shipped weights: safetensors files with a JSON manifest beside them.
 
-A manifest carries the model's config (so that loading rebuilds the model from it), and its
-provenance: data, steps, training time, evaluation numbers. Loading never unpickles anything.
+A manifest carries the model's config (so that loading rebuilds the model from it), its
+provenance (data, steps, training time, evaluation numbers) and the SHA-256 of the weights file,
+checked before the file is read: a corrupt or tampered file is refused. Loading never unpickles
+anything.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,34 @@ DEFAULT_CODEC = WEIGHTS_DIR / "codec.safetensors"
 DEFAULT_LM = WEIGHTS_DIR / "lm.safetensors"
 
 
+class WeightsError(ValueError):
+    """Weights that must not be loaded: a checksum that does not match the manifest."""
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of weights `path`, after checking that the file matches its checksum."""
+    manifest = manifest_path(path)
+    if not path.is_file() or not manifest.is_file():
+        raise FileNotFoundError(f"weights need {path} and {manifest}")
+    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    expected = meta.get("sha256")
+    if expected is None:
+        raise WeightsError(f"{manifest} has no sha256: re-export the weights")
+    if sha256_of(path) != expected:
+        raise WeightsError(f"{path} does not match the checksum in {manifest} "
+                           "(corrupt or modified): refusing to load it")
+    return meta
+
+
 def manifest_path(weights: str | Path) -> Path:
     """`codec.safetensors` → `codec.json`."""
     return Path(weights).with_suffix(".json")
@@ -36,18 +67,15 @@ def export_codec(codec: Codec, path: str | Path, provenance: dict[str, Any]) -> 
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp))
     write_json_atomic(manifest_path(path), {"model": "codec", "config": to_dict(codec.config),
-                                            **provenance})
+                                            "sha256": sha256_of(path), **provenance})
     return path
 
 
 def load_codec(path: str | Path | None = None) -> Codec:
     """Load a codec from safetensors + manifest (the shipped default when `path` is None)."""
     path = Path(path) if path else DEFAULT_CODEC
-    manifest = manifest_path(path)
-    if not path.is_file() or not manifest.is_file():
-        raise FileNotFoundError(f"codec weights need {path} and {manifest}")
-    meta = json.loads(manifest.read_text(encoding="utf-8"))
-    codec = Codec(from_dict(CodecConfig, meta["config"], source=str(manifest)))
+    meta = read_manifest(path)
+    codec = Codec(from_dict(CodecConfig, meta["config"], source=str(manifest_path(path))))
     codec.load_state_dict(load_file(str(path)))
     codec.eval()
     return codec
@@ -64,7 +92,7 @@ def export_lm(lm: LanguageModel, path: str | Path, provenance: dict[str, Any],
         save_file(tensors, str(tmp))
     write_json_atomic(manifest_path(path), {"model": "lm", "config": to_dict(lm.config),
                                             "dtype": str(dtype).removeprefix("torch."),
-                                            **provenance})
+                                            "sha256": sha256_of(path), **provenance})
     return path
 
 
@@ -74,11 +102,8 @@ def load_lm(path: str | Path | None = None) -> LanguageModel:
     Weights stored in fp16 are widened to fp32: on a CPU fp32 matmuls are the fast ones.
     """
     path = Path(path) if path else DEFAULT_LM
-    manifest = manifest_path(path)
-    if not path.is_file() or not manifest.is_file():
-        raise FileNotFoundError(f"LM weights need {path} and {manifest}")
-    meta = json.loads(manifest.read_text(encoding="utf-8"))
-    lm = LanguageModel(from_dict(LMConfig, meta["config"], source=str(manifest)))
+    meta = read_manifest(path)
+    lm = LanguageModel(from_dict(LMConfig, meta["config"], source=str(manifest_path(path))))
     lm.load_state_dict({name: tensor.float() for name, tensor in load_file(str(path)).items()})
     lm.eval()
     return lm

@@ -16,7 +16,6 @@ our tagger in place of PaSST), and its predictions give text adherence.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 
 from engine.atomic import atomic_path, write_json_atomic
 from engine.config import from_dict, to_dict
+from engine.weights import manifest_path, read_manifest, sha256_of
 
 DEFAULT_TAGGER = Path(__file__).resolve().parents[1] / "weights" / "tagger.safetensors"
 
@@ -263,19 +263,15 @@ def export_tagger(tagger: Tagger, path: str | Path, provenance: dict[str, Any]) 
         save_file(tensors, str(tmp))
     write_json_atomic(path.with_suffix(".json"),
                       {"model": "tagger", "config": to_dict(tagger.config), "dtype": "float16",
-                       **provenance})
+                       "sha256": sha256_of(path), **provenance})
     return path
 
 
 def load_tagger(path: str | Path | None = None) -> Tagger:
     """The tagger from safetensors + manifest (the shipped one when `path` is None)."""
     path = Path(path) if path else DEFAULT_TAGGER
-    manifest = path.with_suffix(".json")
-    if not path.is_file() or not manifest.is_file():
-        raise FileNotFoundError(f"tagger weights need {path} and {manifest} "
-                                f"(`indie train tagger` makes them)")
-    meta = json.loads(manifest.read_text(encoding="utf-8"))
-    tagger = Tagger(from_dict(TaggerConfig, meta["config"], source=str(manifest)))
+    meta = read_manifest(path)  # checks the file against its checksum
+    tagger = Tagger(from_dict(TaggerConfig, meta["config"], source=str(manifest_path(path))))
     state = {name: t.float() if t.is_floating_point() else t
              for name, t in load_file(str(path)).items()}
     tagger.load_state_dict(state)

@@ -8,7 +8,17 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.commands import bench, dataset, evaluate, export, generate, render, serve, train
+from bridge.commands import (
+    bench,
+    dataset,
+    evaluate,
+    experiment,
+    export,
+    generate,
+    render,
+    serve,
+    train,
+)
 from engine import __version__
 from engine.audio import AudioFileError
 from engine.config import ConfigError
@@ -21,7 +31,7 @@ from engine.weights import WeightsError
 USER_ERRORS = (AudioFileError, ConfigError, DatasetError, SynthError, EngineError,
                WeightsError, FileNotFoundError)
 
-COMMANDS = (generate, dataset, train, evaluate, export, bench, serve, render)
+COMMANDS = (generate, dataset, train, evaluate, export, bench, serve, render, experiment)
 
 
 def build_parser() -> argparse.ArgumentParser:

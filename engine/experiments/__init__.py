@@ -1,0 +1,1 @@
+"""Experiments that train and compare several models end to end."""

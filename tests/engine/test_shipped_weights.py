@@ -25,7 +25,8 @@ def test_the_weights_fit_the_budget_and_carry_manifests():
     assert sum(f.stat().st_size for f in files) <= BUDGET_BYTES
     for weights in files:
         manifest = json.loads(manifest_path(weights).read_text())
-        assert manifest["config"] and manifest.get("steps", 0) > 0, weights.name
+        steps = manifest.get("steps") or manifest.get("training", {}).get("steps", 0)
+        assert manifest["config"] and manifest["sha256"] and steps > 0, weights.name
 
 
 def test_the_shipped_codec_streams_what_it_decodes():

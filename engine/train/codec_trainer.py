@@ -8,10 +8,8 @@ line of averaged terms per `log_every` steps, plus validation lines). Checkpoint
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from engine.discriminator import (
 )
 from engine.independence import IndependenceConfig, independence_loss, independence_weight
 from engine.losses import MelSpectrograms, ReconstructionConfig, reconstruction_terms, weighted_sum
+from engine.train.loop import open_run, run_loop
 from engine.weights import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -234,15 +233,8 @@ def train_codec(config: CodecTrainConfig, run_dir: str | Path, *, resume: bool =
         resume = True
     if config.threads:
         torch.set_num_threads(config.threads)
-    if checkpoint.exists():
-        if not resume:
-            raise FileExistsError(f"{run} already holds a run; pass resume to continue it")
-        state = load_checkpoint(checkpoint, config)
-        log.info("resumed %s at step %d", run, state.step)
-    else:
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(config, run / "config.yaml")
-        state = build_state(config)
+    state = open_run(run, config, resume=resume, build=lambda: build_state(config),
+                     load=lambda path: load_checkpoint(path, config))
     dataset = Path(config.data.dataset)
     train = AudioBank.load(dataset / "train.jsonl", config.codec.sample_rate,
                            config.data.max_hours)
@@ -250,33 +242,12 @@ def train_codec(config: CodecTrainConfig, run_dir: str | Path, *, resume: bool =
     valid = AudioBank.load(dataset / "valid.jsonl", config.codec.sample_rate).fixed_crops(
         config.valid_batches * config.data.batch_size, segment)
     mels = MelSpectrograms(config.reconstruction)
-    sums: dict[str, float] = defaultdict(float)
-    count, last_save, started = 0, time.monotonic(), time.monotonic()
-    with open(run / "log.jsonl", "a", encoding="utf-8") as log_file:
-        while state.step < config.steps:
-            audio = train.random_crops(config.data.batch_size, segment, state.data_generator)
-            for name, value in train_step(config, state, audio, mels).items():
-                sums[name] += value
-            count += 1
-            state.step += 1
-            now = time.monotonic()
-            state.train_seconds += now - started
-            started = now
-            record = None
-            if state.step % config.log_every == 0:
-                record = {"step": state.step, "seconds": round(state.train_seconds, 1),
-                          **{k: round(v / count, 6) for k, v in sums.items()}}
-                sums, count = defaultdict(float), 0
-            if state.step % config.valid_every == 0 or state.step == config.steps:
-                record = {**(record or {"step": state.step}),
-                          **validate(config, state.codec, valid, mels)}
-            if record:
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-                if on_log:
-                    on_log(record)
-            if now - last_save > config.checkpoint_minutes * 60 or state.step == config.steps:
-                save_checkpoint(checkpoint, config, state)
-                last_save = now
-                started = time.monotonic()  # checkpoint time is not training time
+
+    def step() -> dict[str, float]:
+        audio = train.random_crops(config.data.batch_size, segment, state.data_generator)
+        return train_step(config, state, audio, mels)
+
+    run_loop(config, state, run, train_step=step,
+             validate=lambda: validate(config, state.codec, valid, mels),
+             save=lambda path: save_checkpoint(path, config, state), on_log=on_log)
     return state

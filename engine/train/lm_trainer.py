@@ -12,11 +12,8 @@ scheduler state.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +22,12 @@ from typing import Literal
 import torch
 
 from engine.atomic import atomic_path
-from engine.config import from_dict, save_config, to_dict
+from engine.config import from_dict, to_dict
 from engine.data.tokens import TokenSplit, read_info
 from engine.lm import LanguageModel, LMConfig, drop_conditions, lm_loss
 from engine.patterns import get_pattern
 from engine.train.lm_batches import Batch, CropSampler, TextTable
+from engine.train.loop import open_run, run_loop
 from engine.weights import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -227,7 +225,6 @@ def train_lm(config: LMTrainConfig, run_dir: str | Path, *, resume: bool = False
         text_encoder: turns captions into token embeddings (default: the frozen MiniLM).
     """
     run = Path(run_dir)
-    checkpoint = run / "checkpoint.pt"
     if config.threads:
         torch.set_num_threads(config.threads)
     steps_needed = get_pattern(config.lm.pattern).num_steps(config.lm.num_codebooks,
@@ -241,42 +238,14 @@ def train_lm(config: LMTrainConfig, run_dir: str | Path, *, resume: bool = False
         text_encoder = TextEncoder()
     train, valid = load_samplers(config, text_encoder)
     valid_batches = valid.fixed_batches(config.valid_batches, config.data.batch_size)
-    if checkpoint.exists():
-        if not resume:
-            raise FileExistsError(f"{run} already holds a run; pass resume to continue it")
-        state = load_checkpoint(checkpoint, config)
-        log.info("resumed %s at step %d", run, state.step)
-    else:
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(config, run / "config.yaml")
-        state = build_state(config)
-    sums: dict[str, float] = defaultdict(float)
-    count, last_save, started = 0, time.monotonic(), time.monotonic()
-    with open(run / "log.jsonl", "a", encoding="utf-8") as log_file:
-        while state.step < config.steps:
-            batch = train.random_batch(config.data.batch_size, state.data_generator)
-            for name, value in train_step(config, state, batch).items():
-                sums[name] += value
-            count += 1
-            state.step += 1
-            now = time.monotonic()
-            state.train_seconds += now - started
-            started = now
-            record = None
-            if state.step % config.log_every == 0:
-                record = {"step": state.step, "seconds": round(state.train_seconds, 1),
-                          **{k: round(v / count, 6) for k, v in sums.items()}}
-                sums, count = defaultdict(float), 0
-            if state.step % config.valid_every == 0 or state.step == config.steps:
-                record = {**(record or {"step": state.step}),
-                          **validate(config, state.model, valid_batches)}
-            if record:
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-                if on_log:
-                    on_log(record)
-            if now - last_save > config.checkpoint_minutes * 60 or state.step == config.steps:
-                save_checkpoint(checkpoint, config, state)
-                last_save = now
-                started = time.monotonic()  # checkpoint time is not training time
+    state = open_run(run, config, resume=resume, build=lambda: build_state(config),
+                     load=lambda path: load_checkpoint(path, config))
+
+    def step() -> dict[str, float]:
+        batch = train.random_batch(config.data.batch_size, state.data_generator)
+        return train_step(config, state, batch)
+
+    run_loop(config, state, run, train_step=step,
+             validate=lambda: validate(config, state.model, valid_batches),
+             save=lambda path: save_checkpoint(path, config, state), on_log=on_log)
     return state

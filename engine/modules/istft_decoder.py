@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from engine.modules.conv import StreamableConv1d, StreamableSequential
-from engine.modules.seanet import ResidualUnit, make_activation
+from engine.modules.seanet import frame_rate_stack
 
 if TYPE_CHECKING:  # type hints only (no import cycle)
     from engine.codec import CodecConfig
@@ -55,18 +54,8 @@ class ISTFTDecoder(nn.Module):
         self.channels = config.channels
         self.n_fft = 2 * self.hop
         self.bins = self.hop + 1  # rfft bins of a 2-hop frame
-        conv = {"causal": config.causal, "weight_norm": config.weight_norm}
-        dim = config.decoder_dim
-        layers: list[nn.Module] = [StreamableConv1d(config.latent_dim, dim, config.kernel_size,
-                                                    **conv)]
-        layers += [
-            ResidualUnit(dim, config.residual_kernel_size, config.dilation_base ** (j % 4), 1,
-                         config.causal, config.weight_norm, config.activation)
-            for j in range(config.decoder_layers)
-        ]
-        layers += [make_activation(config.activation),
-                   StreamableConv1d(dim, 2 * self.bins * self.channels, 1, **conv)]
-        self.body = StreamableSequential(*layers)
+        self.body = frame_rate_stack(config, config.latent_dim, 2 * self.bins * self.channels,
+                                     in_kernel=config.kernel_size, out_kernel=1)
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True),
                              persistent=False)
 

@@ -128,6 +128,22 @@ def _residual_stack(config: CodecConfig, dim: int) -> list[nn.Module]:
     ]
 
 
+def frame_rate_stack(config: CodecConfig, in_channels: int, out_channels: int,
+                     in_kernel: int, out_kernel: int) -> StreamableSequential:
+    """Projection in, `decoder_layers` residual units of `decoder_dim` channels (dilations
+    1, 2, 4, 8, 1, ...), projection out: the body of the frame-rate encoder and decoder."""
+    conv = {"causal": config.causal, "weight_norm": config.weight_norm}
+    dim = config.decoder_dim
+    return StreamableSequential(
+        StreamableConv1d(in_channels, dim, in_kernel, **conv),
+        *(ResidualUnit(dim, config.residual_kernel_size, config.dilation_base ** (j % 4), 1,
+                       config.causal, config.weight_norm, config.activation)
+          for j in range(config.decoder_layers)),
+        make_activation(config.activation),
+        StreamableConv1d(dim, out_channels, out_kernel, **conv),
+    )
+
+
 class SEANetEncoder(nn.Module):
     """SEANet encoder: waveform [B, C, N] -> latents [B, D, N // hop] (SEANet / EnCodec).
 

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.modules.conv import StreamableConv1d, StreamableSequential
-from engine.modules.seanet import ResidualUnit, make_activation
+from engine.modules.seanet import frame_rate_stack
 
 if TYPE_CHECKING:  # type hints only (no import cycle)
     from engine.codec import CodecConfig
@@ -36,17 +35,8 @@ class STFTEncoder(nn.Module):
         self.n_fft = config.encoder_fft_hops * self.hop
         self.causal = config.causal
         bins = self.n_fft // 2 + 1
-        conv = {"causal": config.causal, "weight_norm": config.weight_norm}
-        dim = config.decoder_dim
-        layers: list[nn.Module] = [StreamableConv1d(config.channels * bins, dim, 1, **conv)]
-        layers += [
-            ResidualUnit(dim, config.residual_kernel_size, config.dilation_base ** (j % 4), 1,
-                         config.causal, config.weight_norm, config.activation)
-            for j in range(config.decoder_layers)
-        ]
-        layers += [make_activation(config.activation),
-                   StreamableConv1d(dim, config.latent_dim, config.kernel_size, **conv)]
-        self.model = StreamableSequential(*layers)
+        self.model = frame_rate_stack(config, config.channels * bins, config.latent_dim,
+                                      in_kernel=1, out_kernel=config.kernel_size)
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True),
                              persistent=False)
 

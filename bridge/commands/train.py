@@ -46,6 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     tagger.set_defaults(run=run_tagger)
 
 
+def log_record(record: dict) -> None:
+    """One training log record as a `key=value` line."""
+    log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in record.items()))
+
+
 def run_codec(args: argparse.Namespace) -> int:
     from engine.train.codec_trainer import CodecTrainConfig, train_codec
 
@@ -58,9 +64,7 @@ def run_codec(args: argparse.Namespace) -> int:
     config = replace_config(config, overrides, source="command line")
 
     def report(record: dict) -> None:
-        shown = {k: v for k, v in record.items() if not k.startswith("vq/")}
-        log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in shown.items()))
+        log_record({k: v for k, v in record.items() if not k.startswith("vq/")})
 
     state = train_codec(config, args.run_dir, resume=args.resume, fork=args.fork,
                         on_log=report)
@@ -81,11 +85,7 @@ def run_lm(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     config = replace_config(config, overrides, source="command line")
 
-    def report(record: dict) -> None:
-        log.info(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in record.items()))
-
-    state = train_lm(config, args.run_dir, resume=args.resume, on_log=report)
+    state = train_lm(config, args.run_dir, resume=args.resume, on_log=log_record)
     print(f"trained {args.run_dir} to step {state.step} in {state.train_seconds / 60:.1f} min")
     return 0
 
@@ -94,9 +94,7 @@ def run_tagger(args: argparse.Namespace) -> int:
     from engine.train.tagger_trainer import TaggerTrainConfig, train_tagger
 
     config = TaggerTrainConfig(minutes=args.minutes, max_steps=args.steps)
-    result = train_tagger(args.dataset, args.out, config, on_log=lambda record: log.info(
-        " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                 for k, v in record.items())))
+    result = train_tagger(args.dataset, args.out, config, on_log=log_record)
     print(f"trained the tagger for {result['training']['steps']} steps: {args.out}")
     for split, scores in result["scores"].items():
         for head, s in scores.items():

@@ -4,6 +4,11 @@ The PortAudio callback (sounddevice, imported lazily) only copies from the ring 
 touches torch, never blocks on the producer and never allocates much. When the buffer runs dry
 during a job it writes silence and counts an underrun. Between jobs silence is not an underrun.
 Blocks arrive at the model rate and are resampled to the device rate on the producer side.
+
+When the device goes away (the JACK server stops), PortAudio stops calling back and every later
+call on that stream (stop, abort, close, even terminating PortAudio) blocks for ever. So a lost
+stream is abandoned, never touched again: writers get `AudioLost` instead of waiting on a buffer
+nobody empties, and the bridge carries on with files only.
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ from bridge.resample import StreamResampler
 logger = logging.getLogger(__name__)
 
 
+class AudioLost(RuntimeError):
+    """The output device stopped taking audio (e.g. the JACK server went away)."""
+
+
 @dataclass(frozen=True)
 class PlaybackStats:
     """What the output did: underrun events and missing samples, per job and in total."""
@@ -29,6 +38,7 @@ class PlaybackStats:
     underrun_samples: int
     played_samples: int
     first_audio_time: float | None  # monotonic time of the job's first sample handed to the card
+    total_underruns: int = 0  # since the stream opened (the others restart with each job)
 
 
 def _equal_power(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,6 +65,7 @@ class RingBuffer:
         self._playing = False  # prefill reached: the consumer is taking samples
         self._ended = False  # the producer wrote the job's last sample
         self.underruns = self.underrun_samples = self.played = 0
+        self.total_underruns = 0
         self.first_audio_time: float | None = None
         self.marks: list[list] = []  # [position, time played or None], see mark()
 
@@ -83,7 +94,8 @@ class RingBuffer:
             self._ended = True
             self._cond.notify_all()
 
-    def write(self, samples: np.ndarray, stop: threading.Event | None = None) -> bool:
+    def write(self, samples: np.ndarray, stop: threading.Event | _StopOrLost | None = None
+              ) -> bool:
         """Append samples, waiting while the buffer is full; False if `stop` was set meanwhile."""
         samples = np.asarray(samples, np.float32)
         offset = 0
@@ -134,6 +146,7 @@ class RingBuffer:
                     self._active = self._playing = False
                 else:
                     self.underruns += 1
+                    self.total_underruns += 1
                     self.underrun_samples += frames - n
             self._cond.notify_all()
         return out
@@ -225,6 +238,7 @@ class AudioOut:
         # Ring marks of the first sample after each restart: [position, time played].
         self.restart_marks: deque[list] = deque(maxlen=256)
         self.restarts = 0
+        self._closed = False
         self._stream = sd.OutputStream(device=device, samplerate=self.rate,
                                        channels=self.channels, dtype="float32",
                                        blocksize=blocksize, latency="low",
@@ -235,13 +249,27 @@ class AudioOut:
                     f"resampled from {source_rate} Hz" if self._resampler else "native",
                     self.channels)
 
+    @property
+    def lost(self) -> bool:
+        """True once the device stopped the stream by itself (we never stop it before close)."""
+        return not self._closed and not self._stream.active
+
     def begin(self) -> None:
+        self._check()
         if self._resampler is not None:
             self._resampler.reset()
         self.ring.begin()
 
     def write(self, block: np.ndarray, stop: threading.Event | None = None) -> bool:
-        """Queue a block at the model rate; waits while the buffer is full."""
+        """Queue a block at the model rate; waits while the buffer is full.
+
+        Returns:
+            False if `stop` was set while waiting.
+
+        Raises:
+            AudioLost: the device went away (before or while waiting).
+        """
+        self._check()
         if self._resampler is not None:
             block = self._resampler.process(block)
         if self._fade is not None and len(block):
@@ -253,7 +281,16 @@ class AudioOut:
             self._fade_at += n
             if self._fade_at >= len(self._fade):
                 self._fade = None
-        return self.ring.write(block, stop)
+        return self._write_ring(block, stop)
+
+    def _write_ring(self, samples: np.ndarray, stop: threading.Event | None) -> bool:
+        written = self.ring.write(samples, _StopOrLost(stop, self))
+        self._check()
+        return written
+
+    def _check(self) -> None:
+        if self.lost:
+            raise AudioLost(f"the sound card {self.device_name!r} stopped taking audio")
 
     def restart(self, keep: int) -> np.ndarray:
         """Cut the buffered audio back to `keep` device samples (a new chunk follows at once).
@@ -277,7 +314,7 @@ class AudioOut:
 
     def end(self) -> None:
         if self._resampler is not None:
-            self.ring.write(self._resampler.flush())
+            self._write_ring(self._resampler.flush(), None)
         self.ring.end()
 
     def stop_now(self, fade_seconds: float = 0.01) -> None:
@@ -287,11 +324,21 @@ class AudioOut:
     def stats(self) -> PlaybackStats:
         ring = self.ring
         return PlaybackStats(ring.underruns, ring.underrun_samples, ring.played,
-                             ring.first_audio_time)
+                             ring.first_audio_time, ring.total_underruns)
 
     def close(self) -> None:
-        self._stream.stop()
-        self._stream.close()
+        if self._closed:
+            return
+        if self.lost:  # stop/close would block for ever: abandon the stream
+            import atexit
+
+            # sounddevice terminates PortAudio at exit, which would hang the same way.
+            atexit.unregister(self._sd._exit_handler)
+            logger.warning("audio out: %s was lost; its stream is abandoned", self.device_name)
+        else:
+            self._stream.stop()
+            self._stream.close()
+        self._closed = True
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
         try:
@@ -299,3 +346,13 @@ class AudioOut:
         except Exception:  # never let an exception kill the audio thread
             outdata.fill(0)
             self.callback_errors += 1
+
+
+class _StopOrLost:
+    """An Event-like stop flag for RingBuffer.write: the caller's stop, or the device lost."""
+
+    def __init__(self, stop: threading.Event | None, audio: AudioOut) -> None:
+        self._stop, self._audio = stop, audio
+
+    def is_set(self) -> bool:
+        return (self._stop is not None and self._stop.is_set()) or self._audio.lost

@@ -105,10 +105,14 @@ class JackServer:
     Args:
         rate: the server's sample rate.
         period: frames per period (256 at 48 kHz: 5.3 ms).
+        portaudio: re-initialise this process's PortAudio around the server. False when only
+            child processes play through it (a server killed under a live PortAudio client
+            aborts that client's process when PortAudio terminates).
     """
 
-    def __init__(self, rate: int = 48000, period: int = 256) -> None:
+    def __init__(self, rate: int = 48000, period: int = 256, portaudio: bool = True) -> None:
         self.rate, self.period = rate, period
+        self.portaudio = portaudio
         self.name = f"indie-{uuid.uuid4().hex[:8]}"
         self.process: subprocess.Popen | None = None
         self._old: str | None = None
@@ -139,16 +143,19 @@ class JackServer:
                     self.log.seek(0)
                     raise RuntimeError(f"jackd did not start: {self.log.read()[-2000:]}") from None
                 time.sleep(0.1)
-        sd._terminate()
-        sd._initialize()
+        if self.portaudio:
+            sd._terminate()
+            sd._initialize()
         return self
 
     def __exit__(self, *exc) -> None:
         import sounddevice as sd
 
-        sd._terminate()
+        if self.portaudio:
+            sd._terminate()
         self._stop()
-        sd._initialize()
+        if self.portaudio:
+            sd._initialize()
 
     def _stop(self) -> None:
         if self.process is not None:

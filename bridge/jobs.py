@@ -103,11 +103,19 @@ def sidecar(job: Job, seconds: float, sample_rate: int,
 
 def write_clip(job: Job, audio: np.ndarray, sample_rate: int,
                params: dict[str, Any] | None = None) -> Path:
-    """Write the clip and its sidecar (both atomically); returns the audio path."""
+    """Write the clip and its sidecar (both atomically); returns the audio path.
+
+    A clip whose sidecar cannot be written (a full disk) is removed again: the folder only
+    ever holds complete pairs.
+    """
     assert job.out_path is not None
     write_audio(job.out_path, audio, sample_rate)
-    write_json_atomic(job.out_path.with_suffix(".json"),
-                      sidecar(job, len(audio) / sample_rate, sample_rate, params))
+    try:
+        write_json_atomic(job.out_path.with_suffix(".json"),
+                          sidecar(job, len(audio) / sample_rate, sample_rate, params))
+    except BaseException:
+        job.out_path.unlink(missing_ok=True)
+        raise
     return job.out_path
 
 

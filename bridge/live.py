@@ -95,28 +95,30 @@ class LiveLoop:
                 restarted = False
                 first = True
                 pending = np.zeros(0, np.float32)
-                for block in stream:
-                    if job.cancel.is_set():
-                        break
-                    if self.melody_version() != version:
-                        restarted = True
-                        break
-                    pending = np.concatenate([pending, block])
-                    if tail is not None:
-                        if len(pending) < fade_n:
-                            continue
-                        pending[:fade_n] = tail * fade_out + pending[:fade_n] * fade_in
-                        tail = None
-                    if first and note_time is not None:
-                        self.stats.note_to_chunk.append(time.monotonic() - note_time)
-                    first = False
-                    # Hold back the last fade_n samples: the next chunk fades in over them.
-                    ready, pending = pending[:-fade_n], pending[-fade_n:]
-                    history = np.concatenate([history, ready])[-context_n:]
-                    if len(ready) and not audio.write(ready, stop=job.cancel):
-                        break
-                if hasattr(stream, "close"):
-                    stream.close()
+                try:
+                    for block in stream:
+                        if job.cancel.is_set():
+                            break
+                        if self.melody_version() != version:
+                            restarted = True
+                            break
+                        pending = np.concatenate([pending, block])
+                        if tail is not None:
+                            if len(pending) < fade_n:
+                                continue
+                            pending[:fade_n] = tail * fade_out + pending[:fade_n] * fade_in
+                            tail = None
+                        if first and note_time is not None:
+                            self.stats.note_to_chunk.append(time.monotonic() - note_time)
+                        first = False
+                        # Hold back the last fade_n samples: the next chunk fades in over them.
+                        ready, pending = pending[:-fade_n], pending[-fade_n:]
+                        history = np.concatenate([history, ready])[-context_n:]
+                        if len(ready) and not audio.write(ready, stop=job.cancel):
+                            break
+                finally:  # also when the sound card goes away (AudioLost)
+                    if hasattr(stream, "close"):
+                        stream.close()
                 self.stats.chunks += 1
                 if restarted:
                     self.stats.restarts += 1

@@ -26,6 +26,7 @@ from bridge.presets import Preset, load_preset
 from bridge.settings import SETTING_NAMES, SettingError, Settings
 from bridge.worker import Reply, Worker
 from engine import __version__
+from engine.atomic import remove_stale_temporaries
 from engine.config import ConfigError
 from engine.melody import Note
 
@@ -78,6 +79,8 @@ class Session:
         self._counter = 0
         self._lock = threading.Lock()
         folders.out.mkdir(parents=True, exist_ok=True)
+        for path in remove_stale_temporaries(folders.out):
+            logger.warning("removed %s, left by a process killed while writing", path.name)
 
     def start(self) -> None:
         self.worker.start()
@@ -169,6 +172,9 @@ class Session:
             if self.audio is None:
                 raise c.CommandError("no_audio", "live mode needs the sound card (serve without "
                                      "--no-audio)")
+            if self.audio.lost:
+                raise c.CommandError("audio_lost", "the sound card went away; restart indie "
+                                     "serve to play live again")
             if self._live_job is not None and not self._live_job.cancel.is_set():
                 self._send(to, "/indie/ack", "/indie/live", 1)
                 return
@@ -211,7 +217,7 @@ class Session:
             state += [name, _osc_value(getattr(self.settings, name))]
         if self.audio is not None:
             stats = self.audio.stats()
-            state += ["underruns", stats.underruns]
+            state += ["underruns", stats.underruns, "audio_lost", int(self.audio.lost)]
         self._send(to, "/indie/state", *state)
 
     def _on_replyto(self, command: c.ReplyTo, to: Address) -> None:
@@ -244,7 +250,8 @@ class Session:
             raise c.CommandError("out_of_range", f"{length:.1f} s is longer than the engine's "
                                  f"{self.engine.max_seconds:g} s", job_id)
         out_path = None
-        if settings.output in ("file", "both") or self.audio is None:
+        # Without a sound card (none, or lost mid-set) every clip goes to a file.
+        if settings.output in ("file", "both") or self.audio is None or self.audio.lost:
             out_path = inside(self.folders.out,
                               output_name(job_id, settings.prompt, settings.format))
         self._put(Job(job_id, kind, request, to, settings.output, settings.format, out_path))

@@ -4,10 +4,15 @@ Replies for each job: `/indie/started id`, `/indie/progress id 0..1` (at most ev
 PROGRESS_INTERVAL seconds, plus 1.0 at the end), then `/indie/done id path seconds`,
 `/indie/cancelled id seconds` or `/indie/error id code message`. The same blocks feed the sound
 card (through AudioOut's bounded buffer) and the file.
+
+Failures that are not the job's fault are answered too: a sound card that goes away mid-job
+(`/indie/error "" audio_lost ...`, once; the job carries on into its file if it has one) and a
+file that cannot be written (`/indie/error id disk_full|write_failed ...`).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -16,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bridge.audio_out import AudioLost
 from bridge.jobs import Address, Job, JobQueue, write_clip
 
 logger = logging.getLogger(__name__)
@@ -58,6 +64,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="indie-engine", daemon=True)
         self.completed: list[tuple[str, str]] = []  # (job id, outcome), for status and tests
+        self._told_audio_lost = False
 
     def start(self) -> None:
         self._thread.start()
@@ -108,6 +115,9 @@ class Worker:
                     self.live_runner(job, self)
                 else:
                     self.run_clip(job)
+            except AudioLost as error:
+                self.audio_lost(job, error)
+                self._fail(job, "audio_lost", f"{error}: live mode stopped")
             except Exception as error:  # the worker never dies: the job fails, loudly
                 logger.exception("job %s failed", job.job_id)
                 self._fail(job, "engine_failed", f"{type(error).__name__}: {error}")
@@ -117,36 +127,32 @@ class Worker:
 
     def run_clip(self, job: Job) -> None:
         """Generate one clip: stream it to the sound card and/or collect it for the file."""
-        play = self.audio is not None and job.output in ("stream", "both")
+        play = self._can_play(job)
+        if play is None:
+            return
         self.reply(job.reply_to, "/indie/started", job.job_id)
         progress = ThrottledProgress(self.reply, job)
         blocks: list[np.ndarray] = []
-        if play:
-            self.audio.begin()
         params: dict[str, Any] | None = None
         try:
+            stream = self.engine.stream(**job.request, progress=progress)
+            params = getattr(stream, "params", None)  # resolved by the engine
             try:
-                stream = self.engine.stream(**job.request, progress=progress)
-                params = getattr(stream, "params", None)  # resolved by the engine
-                try:
-                    for block in stream:
-                        blocks.append(block)
-                        if job.cancel.is_set():
-                            break
-                        if play and not self.audio.write(block, stop=job.cancel):
-                            break
-                finally:
-                    if hasattr(stream, "close"):
-                        stream.close()  # the engine runs one generation at a time
-            except ValueError as error:  # EngineError and AudioFileError: bad input
-                self._fail(job, "bad_request", str(error))
-                return
-        finally:
-            if play:
-                if job.cancel.is_set():
-                    self.audio.stop_now()
-                else:
-                    self.audio.end()
+                for block in stream:
+                    blocks.append(block)
+                    if job.cancel.is_set():
+                        break
+                    play = play and self._play(job, block)
+                    if play is None:
+                        return
+            finally:
+                if hasattr(stream, "close"):
+                    stream.close()  # the engine runs one generation at a time
+                if play:
+                    self._finish_playing(job)
+        except ValueError as error:  # EngineError and AudioFileError: bad input
+            self._fail(job, "bad_request", str(error))
+            return
         seconds = sum(len(b) for b in blocks) / self.engine.sample_rate
         if job.cancel.is_set():
             self.reply(job.reply_to, "/indie/cancelled", job.job_id, float(seconds))
@@ -155,9 +161,60 @@ class Worker:
         progress.finish()
         path = ""
         if job.out_path is not None and blocks:
-            path = str(write_clip(job, np.concatenate(blocks), self.engine.sample_rate, params))
+            try:
+                path = str(write_clip(job, np.concatenate(blocks), self.engine.sample_rate,
+                                      params))
+            except OSError as error:  # a full disk fails this job, not the bridge
+                full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+                self._fail(job, "disk_full" if full else "write_failed",
+                           f"cannot write {job.out_path}: {error.strerror or error}")
+                return
         self.reply(job.reply_to, "/indie/done", job.job_id, path, float(seconds))
         self.completed.append((job.job_id, "done"))
+
+    def _can_play(self, job: Job) -> bool | None:
+        """Whether the job plays on the sound card; None when it cannot run at all (answered)."""
+        if self.audio is None or job.output not in ("stream", "both"):
+            return False
+        try:
+            self.audio.begin()
+            return True
+        except AudioLost as error:
+            return self._lost_while_playing(job, error)
+
+    def _play(self, job: Job, block: np.ndarray) -> bool | None:
+        """Hand a block to the sound card: True to go on playing, False to go on without it,
+        None when the job is over (answered)."""
+        try:
+            self.audio.write(block, stop=job.cancel)
+            return True
+        except AudioLost as error:
+            return self._lost_while_playing(job, error)
+
+    def _finish_playing(self, job: Job) -> None:
+        try:
+            if job.cancel.is_set():
+                self.audio.stop_now()
+            else:
+                self.audio.end()
+        except AudioLost as error:
+            self.audio_lost(job, error)
+
+    def _lost_while_playing(self, job: Job, error: AudioLost) -> bool | None:
+        self.audio_lost(job, error)
+        if job.out_path is None:  # nothing left to make: the job was only for the speakers
+            self._fail(job, "audio_lost", f"{error}; the clip was for the sound card only")
+            return None
+        return False
+
+    def audio_lost(self, job: Job, error: AudioLost) -> None:
+        """Say once that the sound card is gone; files go on being written."""
+        if not self._told_audio_lost:
+            self._told_audio_lost = True
+            logger.error("%s; serving files only from now on (restart indie serve to play "
+                         "again)", error)
+            self.reply(job.reply_to, "/indie/error", "", "audio_lost",
+                       f"{error}; files only from now on (restart indie serve to play again)")
 
     def _fail(self, job: Job, code: str, message: str) -> None:
         self.reply(job.reply_to, "/indie/error", job.job_id, code, message)

@@ -2,11 +2,16 @@
 
 import json
 import os
+import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+# The temporary names atomic_path makes: `.take.wav.tmp-1a2b3c4d.wav`.
+_TEMPORARY = re.compile(r"^\..+\.tmp-[0-9a-f]{8}(\.[^.]+)?$")
 
 
 @contextmanager
@@ -55,3 +60,26 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int = 2
     """Write `obj` as human-readable JSON (keys in insertion order) atomically."""
     text = json.dumps(obj, indent=indent, sort_keys=False, ensure_ascii=False)
     return write_text_atomic(path, text + "\n")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], older_than: float = 60.0
+                             ) -> list[Path]:
+    """Delete atomic_path's temporary files left in `folder` by a killed process.
+
+    A process killed with SIGKILL (or a power cut) cannot clean up; its temporary file never
+    reached the final name, so it is garbage. Only files older than `older_than` seconds go:
+    a younger one may belong to a writer that is still running.
+
+    Returns:
+        The files removed.
+    """
+    removed = []
+    cutoff = time.time() - older_than
+    for path in Path(folder).glob(".*.tmp-*"):
+        try:
+            if _TEMPORARY.match(path.name) and path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except OSError:  # gone meanwhile, or not ours to delete: leave it
+            continue
+    return removed

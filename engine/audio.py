@@ -4,6 +4,7 @@ Every problem with a file surfaces as an AudioFileError whose message names the 
 never as a bare libsndfile error.
 """
 
+import io
 import logging
 import numbers
 import os
@@ -16,7 +17,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from engine.atomic import atomic_path
+from engine.atomic import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +138,14 @@ def write_audio(
             logger.warning("%s: clipped %d of %d samples to [-1, 1]", path, clipped, total)
             frames = np.clip(frames, -1.0, 1.0)  # a copy: never touch the caller's buffer
 
+    # Encoded in memory first: libsndfile reports a full disk only as "System error", while
+    # a plain file write raises OSError with its errno (ENOSPC) for the caller to report.
+    encoded = io.BytesIO()
     try:
-        with atomic_path(path) as tmp:
-            sf.write(tmp, frames, sample_rate, format=container, subtype=subtype)
+        sf.write(encoded, frames, sample_rate, format=container, subtype=subtype)
     except sf.SoundFileError as e:
         raise AudioFileError(f"could not write audio file ({_reason(e)})", path) from None
+    write_bytes_atomic(path, encoded.getvalue())
     return path
 
 

@@ -15,58 +15,17 @@ from __future__ import annotations
 import logging
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bridge.reply_listener import ReplyListener
+
 logger = logging.getLogger(__name__)
 
 PROMPT = "a string quartet playing a slow and calm chorale in D minor"
-
-
-class _Listener:
-    """Records OSC replies on a free loopback port."""
-
-    def __init__(self) -> None:
-        from pythonosc.dispatcher import Dispatcher
-        from pythonosc.osc_server import BlockingOSCUDPServer
-
-        self.items: list[tuple[float, str, tuple]] = []
-        self._cond = threading.Condition()
-        dispatcher = Dispatcher()
-        dispatcher.set_default_handler(self._add)
-        self.server = BlockingOSCUDPServer(("127.0.0.1", 0), dispatcher)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def _add(self, address: str, *args) -> None:
-        with self._cond:
-            self.items.append((time.monotonic(), address, args))
-            self._cond.notify_all()
-
-    def wait(self, address: str, job: str | None = None, timeout: float = 60.0) -> float:
-        """The arrival time of the first `address` reply (about `job`, if given)."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for when, a, args in self.items:
-                    if a == address and (job is None or (args and args[0] == job)):
-                        return when
-                if address != "/indie/error":
-                    for _, a, args in self.items:
-                        if a == "/indie/error" and (job is None or args[0] == job):
-                            raise RuntimeError(f"bridge error: {args}")
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no {address} for {job} in {timeout} s")
-                self._cond.wait(left)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def longest_zero_run(audio: np.ndarray) -> tuple[int, int]:
@@ -95,7 +54,7 @@ def bench_bridge(engine, stream_seconds: float = 60.0, repeats: int = 5,
     result: dict[str, Any] = {"engine": getattr(engine, "weights", {}) or "given",
                               "sample_rate": engine.sample_rate}
     with JackServer(48000, period) as jack, tempfile.TemporaryDirectory() as out:
-        listener = _Listener()
+        listener = ReplyListener()
         options = BridgeOptions(port=0, reply_port=listener.port, out_dir=Path(out),
                                 audio=True, audio_device="system")
         bridge = Bridge(engine, options)

@@ -1,8 +1,11 @@
 """Presets: YAML files in presets/ holding a prompt, its length and tempo, sampling parameters
 and a MIDI CC map, checked on load with errors that name the file and the key.
 
-A preset's melody is a MIDI file path relative to the preset, and (like the preset itself when
-named over OSC) it must stay inside the presets folder.
+A preset file is read as untrusted YAML (bridge.safe_yaml: at most 64 KB, no anchors or
+aliases, shallow); its name is its file name (a `name` key is refused as unknown). Its melody
+is a MIDI file path relative to the preset, and (like the preset itself when named over OSC)
+it must stay inside the presets folder: `..`, absolute paths and symlinks that lead out are
+refused.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 from bridge.paths import PathRefused, inside
+from bridge.safe_yaml import load_untrusted_yaml
 from bridge.settings import SettingError, Settings
-from engine.config import ConfigError, load_config
+from engine.config import ConfigError, from_dict
+from engine.inputs import EngineError, read_midi_notes
 from engine.melody import Note
 
 # What a CC (0..127) can move, and the range it spans.
@@ -80,8 +85,8 @@ class Preset:
             raise ConfigError(f"{self.source}: key 'melody': {error}") from None
 
     def melody_notes(self) -> list[Note]:
-        from bridge.midi_in import read_midi_notes
-
+        """The melody's notes (bounded as engine.inputs reads MIDI files); ConfigError naming
+        the preset and the key when the file is missing, too large or unreadable."""
         path = self.melody_path()
         if path is None:
             return []
@@ -89,23 +94,29 @@ class Preset:
             raise ConfigError(f"{self.source}: key 'melody': no such MIDI file {path}")
         try:
             return read_midi_notes(path)
-        except Exception as error:  # mido raises OSError, EOFError, ValueError, KeyError...
-            raise ConfigError(f"{self.source}: key 'melody': not a readable MIDI file {path} "
-                              f"({type(error).__name__}: {error})") from None
+        except EngineError as error:
+            raise ConfigError(f"{self.source}: key 'melody': {error}") from None
 
 
 def load_preset_file(path: str | Path) -> Preset:
     """Load and check one preset file.
 
     Raises:
-        ConfigError: unreadable YAML, unknown key, wrong type or value out of range; the
-            message names the file and the key.
+        ConfigError: a missing, too large, non-UTF-8 or unreadable file, a YAML bomb, an
+            unknown key, a wrong type or a value out of range; the message names the file and
+            the key.
     """
     path = Path(path)
-    preset = load_config(Preset, path)
     source = str(path)
-    if preset.source:
+    data = load_untrusted_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of keys at top level, got "
+                          f"{type(data).__name__}")
+    if "source" in data:
         raise ConfigError(f"{source}: unknown key 'source'")
+    preset = from_dict(Preset, data, source=source)
     preset = dataclasses.replace(preset, source=source)
     _check(preset)
     return preset

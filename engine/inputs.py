@@ -16,12 +16,18 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from engine.audio import AudioFileError, read_audio
+from engine.audio import AudioFileError, audio_duration, read_audio
 from engine.melody import Note, audio_to_chroma, notes_to_chroma, top_line
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")
 DRUM_CHANNEL = 9  # General MIDI channel 10: percussion, never melody
 MIN_BPM, MAX_BPM = 20.0, 400.0
+# Bounds on files a user hands in: a melody needs far less, and each bound keeps a hostile or
+# mistaken file from taking the memory and minutes of a live set.
+MAX_MIDI_BYTES = 256 * 1024  # about 32,000 notes; mido parses it all, about 2 s at this size
+MAX_MIDI_NOTES = 4096
+MAX_MIDI_SECONDS = 600.0
+MAX_AUDIO_INPUT_SECONDS = 600.0
 
 _BPM_IN_TEXT = re.compile(r"(\d{2,3}(?:\.\d+)?)\s*bpm\b", re.IGNORECASE)
 
@@ -91,33 +97,73 @@ def resolve_seconds(seconds: float | None, bars: float | None, bpm: float | None
     return float(seconds)
 
 
-def read_midi_melody(path: str | Path) -> list[Note]:
-    """The top line of a MIDI file's pitched notes (drum channel skipped), times in seconds.
+def open_midi_file(path: str | Path) -> mido.MidiFile:
+    """A MIDI file parsed by mido, refused unread above MAX_MIDI_BYTES.
 
     Raises:
-        EngineError: a missing, unreadable or note-less file.
+        EngineError: a missing, too large or unreadable file (the message names it).
     """
     path = Path(path)
     if not path.is_file():
         raise EngineError(f"no such melody file: {path}")
+    size = path.stat().st_size
+    if size > MAX_MIDI_BYTES:  # mido parses the whole file up front: refuse before reading
+        raise EngineError(f"MIDI file too large ({size} bytes, at most {MAX_MIDI_BYTES}): "
+                          f"{path}")
     try:
         midi = mido.MidiFile(path)
-        messages = list(midi)  # merged tracks, .time in seconds (tempo changes applied)
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as e:
-        raise EngineError(f"not a readable MIDI file ({e}): {path}") from None
+        if not 0 < midi.ticks_per_beat < 0x8000:  # 0 divides by zero; SMPTE runs backwards
+            raise ValueError(f"unsupported time division {midi.ticks_per_beat}")
+        if midi.type == 2:  # asynchronous tracks have no common time line
+            raise ValueError("type 2 (asynchronous tracks) is not supported")
+    except Exception as e:  # mido raises OSError, EOFError, ValueError, KeySignatureError, ...
+        raise EngineError(f"not a readable MIDI file ({type(e).__name__}: {e}): {path}") from None
+    return midi
+
+
+def read_midi_notes(path: str | Path) -> list[Note]:
+    """Every pitched note of a MIDI file (all tracks; the drum channel skipped), in seconds,
+    sorted by onset. Bounded: reading stops after MAX_MIDI_NOTES notes or MAX_MIDI_SECONDS.
+
+    A repeated note-on ends the sounding note; a note never switched off ends with the file.
+
+    Raises:
+        EngineError: a missing, too large or unreadable file (the message names it).
+    """
+    midi = open_midi_file(path)
+    try:
+        return _bounded_notes(midi)
+    except Exception as e:  # a tempo of 0 and the like surface only while iterating
+        raise EngineError(f"not a readable MIDI file ({type(e).__name__}: {e}): {path}") from None
+
+
+def _bounded_notes(midi: mido.MidiFile) -> list[Note]:
+    """The notes of a parsed MIDI file, read until MAX_MIDI_NOTES or MAX_MIDI_SECONDS."""
     now, sounding, notes = 0.0, {}, []
-    for message in messages:
+    for message in midi:  # merged tracks, .time in seconds (tempo changes applied)
         now += message.time
+        if now > MAX_MIDI_SECONDS or len(notes) >= MAX_MIDI_NOTES:
+            break
         if message.type not in ("note_on", "note_off") or message.channel == DRUM_CHANNEL:
             continue
         key = (message.channel, message.note)
         onset = sounding.pop(key, None)  # a repeated note-on ends the sounding one
-        if onset is not None:
+        if onset is not None and now > onset:
             notes.append(Note(message.note, onset, now))
         if message.type == "note_on" and message.velocity > 0:
             sounding[key] = now
-    notes += [Note(pitch, onset, now) for (_, pitch), onset in sounding.items()]
-    line = top_line(notes)
+    end = min(now, MAX_MIDI_SECONDS)
+    notes += [Note(pitch, onset, end) for (_, pitch), onset in sounding.items() if end > onset]
+    return sorted(notes[:MAX_MIDI_NOTES], key=lambda n: (n.onset, n.pitch))
+
+
+def read_midi_melody(path: str | Path) -> list[Note]:
+    """The top line of a MIDI file's pitched notes (drum channel skipped), times in seconds.
+
+    Raises:
+        EngineError: a missing, too large, unreadable or note-less file.
+    """
+    line = top_line(read_midi_notes(path))
     if not line:
         raise EngineError(f"the MIDI file has no pitched notes to use as a melody: {path}")
     return line
@@ -157,11 +203,8 @@ def melody_chroma(melody: MelodySource | None, sample_rate: int, frame_rate: flo
         path = Path(melody)
         if path.suffix.lower() in MIDI_SUFFIXES:
             return notes_to_chroma(read_midi_melody(path), frame_rate, num_frames)
-        try:
-            audio = read_audio(path, sample_rate)  # [1, N]
-        except AudioFileError as e:
-            raise EngineError(f"unreadable melody: {e}") from None
-        chroma = audio_to_chroma(audio[0], sample_rate, frame_rate)  # [12, T']
+        audio = read_audio_input(path, sample_rate, "melody")  # [N]
+        chroma = audio_to_chroma(audio, sample_rate, frame_rate)  # [12, T']
         fitted = np.zeros((12, num_frames), dtype=np.float32)
         fitted[:, :chroma.shape[1]] = chroma[:, :num_frames]
         return fitted
@@ -179,10 +222,7 @@ def read_continuation(source: str | Path | np.ndarray, sample_rate: int) -> np.n
             `sample_rate`.
     """
     if isinstance(source, (str, Path)):
-        try:
-            return read_audio(source, sample_rate)[0].numpy()
-        except AudioFileError as e:
-            raise EngineError(f"unreadable clip to continue: {e}") from None
+        return read_audio_input(source, sample_rate, "clip to continue")
     audio = np.asarray(source)
     if audio.ndim == 2 and audio.shape[0] == 1:
         audio = audio[0]
@@ -192,6 +232,38 @@ def read_continuation(source: str | Path | np.ndarray, sample_rate: int) -> np.n
     if not np.isfinite(audio).all():
         raise EngineError("the clip to continue has NaN or infinite samples")
     return audio.astype(np.float32)
+
+
+def check_melody_file(path: str | Path) -> None:
+    """The cheap checks of a melody file, before any model loads: a MIDI file is read (its
+    reading is bounded), an audio file's header is checked. EngineError naming the file."""
+    if Path(path).suffix.lower() in MIDI_SUFFIXES:
+        read_midi_melody(path)
+    else:
+        check_audio_input(path, "melody")
+
+
+def check_audio_input(path: str | Path, what: str) -> None:
+    """An audio file handed in as `what` (a melody, a clip to continue), checked from its
+    header: EngineError when missing, empty, not audio, truncated, or longer than
+    MAX_AUDIO_INPUT_SECONDS (refused before decoding)."""
+    try:
+        seconds = audio_duration(path)
+    except AudioFileError as e:
+        raise EngineError(f"unreadable {what}: {e}") from None
+    if seconds > MAX_AUDIO_INPUT_SECONDS:
+        raise EngineError(f"the {what} is {seconds:.0f} s long, at most "
+                          f"{MAX_AUDIO_INPUT_SECONDS:g} s: {path}")
+
+
+def read_audio_input(path: str | Path, sample_rate: int, what: str) -> np.ndarray:
+    """An audio file handed in as `what`, checked (check_audio_input) and read as float32
+    mono [N] at `sample_rate`; EngineError naming the file when it cannot be."""
+    check_audio_input(path, what)
+    try:
+        return read_audio(path, sample_rate)[0].numpy()
+    except AudioFileError as e:  # damage inside a compressed stream shows only when decoding
+        raise EngineError(f"unreadable {what}: {e}") from None
 
 
 def _is_number(value: object) -> bool:

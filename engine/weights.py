@@ -27,7 +27,8 @@ DEFAULT_LM = WEIGHTS_DIR / "lm.safetensors"
 
 
 class WeightsError(ValueError):
-    """Weights that must not be loaded: a checksum that does not match the manifest."""
+    """Weights that must not be loaded: a checksum that does not match the manifest, or a file
+    or manifest that does not parse or does not fit its model."""
 
 
 def sha256_of(path: str | Path) -> str:
@@ -44,7 +45,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     manifest = manifest_path(path)
     if not path.is_file() or not manifest.is_file():
         raise FileNotFoundError(f"weights need {path} and {manifest}")
-    meta = json.loads(manifest.read_text(encoding="utf-8"))
+    try:
+        meta = json.loads(manifest.read_text(encoding="utf-8"))
+    except ValueError as e:  # invalid JSON or not UTF-8
+        raise WeightsError(f"{manifest} is not a readable JSON manifest ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise WeightsError(f"{manifest} is not a manifest (a JSON object with a config)")
     expected = meta.get("sha256")
     if expected is None:
         raise WeightsError(f"{manifest} has no sha256: re-export the weights")
@@ -76,7 +82,7 @@ def load_codec(path: str | Path | None = None) -> Codec:
     path = Path(path) if path else DEFAULT_CODEC
     meta = read_manifest(path)
     codec = Codec(from_dict(CodecConfig, meta["config"], source=str(manifest_path(path))))
-    codec.load_state_dict(load_file(str(path)))
+    _load_tensors(codec, path)
     codec.eval()
     return codec
 
@@ -104,9 +110,28 @@ def load_lm(path: str | Path | None = None) -> LanguageModel:
     path = Path(path) if path else DEFAULT_LM
     meta = read_manifest(path)
     lm = LanguageModel(from_dict(LMConfig, meta["config"], source=str(manifest_path(path))))
-    lm.load_state_dict({name: tensor.float() for name, tensor in load_file(str(path)).items()})
+    _load_tensors(lm, path)
     lm.eval()
     return lm
+
+
+def _load_tensors(model: torch.nn.Module, path: Path) -> None:
+    """Load a checked safetensors file into `model` (fp16 widened to the model's fp32).
+
+    Raises:
+        WeightsError: a corrupt header, a truncated file, or tensors that do not fit the
+            model the manifest describes (a checksum only proves the file is the one listed).
+    """
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors' SafetensorError: a header that does not parse
+        raise WeightsError(f"{path} is not a readable safetensors file ({e})") from None
+    try:
+        model.load_state_dict({name: tensor.float() if tensor.dtype == torch.float16 else tensor
+                               for name, tensor in tensors.items()})
+    except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
+        problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise WeightsError(f"{path} does not fit the model in its manifest ({problem})") from None
 
 
 def lm_from_checkpoint(checkpoint: dict[str, Any], source: str = "<checkpoint>") -> LanguageModel:

@@ -48,10 +48,15 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.audio import write_audio
     from engine.engine import Engine
-    from engine.inputs import check_prompt
+    from engine.inputs import check_audio_input, check_melody_file, check_prompt
 
     check_output_name(args.out)
-    check_prompt(args.prompt)  # before seconds of loading; the engine checks everything again
+    # Before seconds of loading (the engine checks everything again): a broken file is one line.
+    check_prompt(args.prompt)
+    if args.melody:
+        check_melody_file(args.melody)
+    if args.continue_from:
+        check_audio_input(args.continue_from, "clip to continue")
     seconds = args.seconds if args.seconds is not None or args.bars is not None else 10.0
     engine = Engine.load(args.codec, args.lm, threads=args.threads)
     with tqdm(total=1, unit="step", desc="generating", leave=False) as bar:

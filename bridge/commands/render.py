@@ -30,7 +30,9 @@ def run(args: argparse.Namespace, engine=None) -> int:
     from bridge.presets import load_preset_file
     from bridge.render import render_variation
 
-    presets = [load_preset_file(path) for path in args.presets]  # every file checked first
+    presets = [load_preset_file(path) for path in args.presets]  # every file checked first,
+    for preset in presets:  # melody files too: a bad one stops the batch before any rendering
+        preset.melody_notes()
     if args.variations is not None and args.variations < 1:
         print("indie: error: --variations must be at least 1", file=sys.stderr)
         return 2

@@ -101,7 +101,7 @@ def test_rebuilt_from_config_and_state_dict_gives_identical_outputs():
     buffer = io.BytesIO()
     torch.save({"config": to_dict(codec.config), "state_dict": codec.state_dict()}, buffer)
     buffer.seek(0)
-    checkpoint = torch.load(buffer)
+    checkpoint = torch.load(buffer, weights_only=True)
     config = from_dict(CodecConfig, checkpoint["config"])
     assert config == codec.config
     torch.manual_seed(2)  # different random weights before loading

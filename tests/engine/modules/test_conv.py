@@ -156,7 +156,7 @@ def test_weight_norm_streams_and_survives_state_dict():
         StreamableConvTranspose1d(6, 3, 8, 4, weight_norm=True),
         ResidualUnit(3, 3, dilation=2, compress=2, causal=True, weight_norm=True),
     )
-    clone.load_state_dict(torch.load(buffer))
+    clone.load_state_dict(torch.load(buffer, weights_only=True))
     with torch.no_grad():
         assert torch.equal(clone(x), offline)
 

@@ -1,0 +1,117 @@
+"""YAML from files the bridge did not write (presets): bounded before anything is built.
+
+A file is refused unread above its size limit, refused when not UTF-8, and its YAML events are
+checked before any object is made: no anchors or aliases (a "billion laughs" bomb is refused
+at its first anchor instead of being expanded), nesting at most `max_depth` deep (deep
+nesting would exhaust Python's recursion), at most `max_nodes` scalars and collections, and no
+key twice in one mapping. Every refusal is a ConfigError naming the file (and line and column
+where there is one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.config import ConfigError
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class YamlLimits:
+    """What an untrusted YAML file may hold."""
+
+    max_bytes: int = 64 * 1024
+    max_depth: int = 8
+    max_nodes: int = 4096
+
+
+DEFAULT_LIMITS = YamlLimits()
+
+
+@dataclass
+class _OpenMapping:
+    """A mapping being parsed: the keys seen so far, and whether a key comes next."""
+
+    keys: set[str] = field(default_factory=set)
+    expecting_key: bool = True
+
+
+def load_untrusted_yaml(path: str | Path, limits: YamlLimits = DEFAULT_LIMITS) -> Any:
+    """The plain data (dicts, lists, scalars) of a YAML file, within `limits`.
+
+    Raises:
+        ConfigError: a missing, too large, non-UTF-8, malformed or over-limit file.
+    """
+    path = Path(path)
+    text = _read_text(path, limits.max_bytes)
+    try:
+        _check_events(text, path, limits)
+        return yaml.load(text, Loader=_Loader)  # the safe loader: plain data only
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+
+
+def _read_text(path: Path, max_bytes: int) -> str:
+    try:
+        with open(path, "rb") as file:
+            data = file.read(max_bytes + 1)  # never more than the limit, whatever stat says
+    except FileNotFoundError:
+        raise ConfigError(f"no such preset file: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"expected a preset file, found a directory: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read preset file {path}: {e.strerror or e}") from None
+    if len(data) > max_bytes:
+        raise ConfigError(f"{path}: file too large (more than {max_bytes} bytes); a preset "
+                          "is a few lines of YAML")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start} is "
+                          f"0x{data[e.start]:02x})") from None
+
+
+def _check_events(text: str, path: Path, limits: YamlLimits) -> None:
+    """Walk the parser's events (no objects built) and refuse what the limits forbid, and a
+    key given twice in one mapping (YAML would silently keep the last)."""
+    open_collections: list[_OpenMapping | None] = []  # None for a sequence
+    nodes = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        where = _where(path, event)
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(f"{where}: YAML aliases (*{event.anchor}) are not allowed")
+        if isinstance(event, yaml.CollectionEndEvent):
+            open_collections.pop()
+        if not isinstance(event, yaml.NodeEvent):
+            continue
+        if event.anchor is not None:
+            raise ConfigError(f"{where}: YAML anchors (&{event.anchor}) are not allowed")
+        nodes += 1
+        if nodes > limits.max_nodes:
+            raise ConfigError(f"{where}: more than {limits.max_nodes} YAML values")
+        mapping = open_collections[-1] if open_collections else None
+        if mapping is not None:  # inside a mapping: keys and values alternate
+            if mapping.expecting_key and isinstance(event, yaml.ScalarEvent):
+                if event.value in mapping.keys:
+                    raise ConfigError(f"{where}: key {event.value!r} is given twice")
+                mapping.keys.add(event.value)
+            mapping.expecting_key = not mapping.expecting_key
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_collections) == limits.max_depth:
+                raise ConfigError(f"{where}: nested more than {limits.max_depth} levels deep")
+            is_mapping = isinstance(event, yaml.MappingStartEvent)
+            open_collections.append(_OpenMapping() if is_mapping else None)
+
+
+def _where(path: Path, event: yaml.Event) -> str:
+    mark = event.start_mark
+    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

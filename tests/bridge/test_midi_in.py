@@ -67,16 +67,16 @@ def test_midi_drives_the_session_tempo_ccs_and_presets(session, folders, replies
     router = MidiRouter({}, names, cc_value)
     session.on_preset.append(lambda preset: setattr(router, "cc_map", dict(preset.cc)))
     midi = MidiIn(router, lambda command: session.handle(command, None))
-    midi._receive(mido.Message("program_change", program=names.index("synth-pad")))
+    midi.receive_bytes(mido.Message("program_change", program=names.index("synth-pad")).bytes())
     assert session.preset.name == "synth-pad" and router.cc_map[71] == "top_p"
-    midi._receive(mido.Message("control_change", control=71, value=0))
+    midi.receive_bytes([0xB0, 71, 0])  # CC71 = 0, as rtmidi delivers it
     assert session.settings.top_p == 0.0
-    for index in range(30):  # MIDI clock at 100 BPM
+    for index in range(60):  # MIDI clock at 100 BPM (a tempo takes two beats of ticks)
         for command in router.route(mido.Message("clock"), when=index * 0.6 / 24):
             session.handle(command, None)
     assert session.host_bpm == 100.0
     send_bars = mido.Message("control_change", control=1, value=127)  # CC1 → temperature
-    midi._receive(send_bars)
+    midi.receive_bytes(send_bars.bytes())
     assert session.settings.temperature == 2.0
     session.settings = session.settings.with_values({"bpm": 0.0, "bars": 1.0})
     from bridge.osc.addresses import parse_message

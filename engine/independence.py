@@ -11,11 +11,13 @@ the unbiased MMD² between joint and shuffled rows, one loss over all codebooks 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
@@ -343,6 +345,29 @@ def median_squared_distance(x: Tensor, y: Tensor, max_rows: int = _MEDIAN_ROWS) 
         median = off.median()
         median = torch.where(median > 0, median, off.mean())
         return torch.where(median > 0, median, torch.ones_like(median))
+
+
+def gather_rows(streams: Tensor) -> Tensor:
+    """The streams of every data-parallel worker, concatenated in rank order: `[W·B, K, T, D]`.
+
+    Under torch.distributed with W > 1 workers, each worker's `[B, K, T, D]` is all-gathered by
+    `torch.distributed.nn.functional.all_gather`, which carries gradients: its backward sums,
+    over the workers, the gradients they computed for this worker's rows. Every worker computes
+    the same loss on the same gathered rows (its generator is in the same state), so its own
+    rows receive W times the gradient of that loss, and DDP's mean over the workers gives back
+    exactly the single-process gradient on the global batch. Otherwise `streams` unchanged.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return streams
+    from torch.distributed.nn.functional import all_gather
+
+    with warnings.catch_warnings():
+        # Deprecated for the private _functional_collectives; still the public differentiable
+        # gather, and its backward runs on gloo (an all-to-all instead of a reduce-scatter).
+        warnings.simplefilter("ignore", FutureWarning)
+        # The group named at each call: the default argument is the group of the first
+        # init_process_group, stale once a process leaves a group and joins another.
+        return torch.cat(all_gather(streams, group=dist.group.WORLD), dim=0)
 
 
 def independence_loss(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from engine.config import load_config, replace_config
@@ -12,7 +13,11 @@ log = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model (checkpoints often, resumes)")
+    parser = subparsers.add_parser(
+        "train", help="train a model (checkpoints often, resumes)",
+        description="Train a model. `indie train codec|lm` also runs under `torchrun "
+                    "--nproc-per-node N` (data parallel: data.batch_size is the global batch, "
+                    "split over the N workers; rank 0 logs and checkpoints).")
     models = parser.add_subparsers(dest="model", metavar="MODEL", required=True)
     codec = models.add_parser("codec", help="the audio codec, with or without the MMD loss")
     codec.add_argument("--config", type=Path, required=True, help="YAML CodecTrainConfig")
@@ -52,6 +57,12 @@ def log_record(record: dict) -> None:
                       for k, v in record.items()))
 
 
+def report_end(run_dir: Path, state) -> None:
+    """The closing line, once (by rank 0 under torchrun, which sets RANK)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"trained {run_dir} to step {state.step} in {state.train_seconds / 60:.1f} min")
+
+
 def run_codec(args: argparse.Namespace) -> int:
     from engine.train.codec_trainer import CodecTrainConfig, train_codec
 
@@ -68,7 +79,7 @@ def run_codec(args: argparse.Namespace) -> int:
 
     state = train_codec(config, args.run_dir, resume=args.resume, fork=args.fork,
                         on_log=report)
-    print(f"trained {args.run_dir} to step {state.step} in {state.train_seconds / 60:.1f} min")
+    report_end(args.run_dir, state)
     return 0
 
 
@@ -86,7 +97,7 @@ def run_lm(args: argparse.Namespace) -> int:
     config = replace_config(config, overrides, source="command line")
 
     state = train_lm(config, args.run_dir, resume=args.resume, on_log=log_record)
-    print(f"trained {args.run_dir} to step {state.step} in {state.train_seconds / 60:.1f} min")
+    report_end(args.run_dir, state)
     return 0
 
 

@@ -4,6 +4,11 @@ One run lives in one folder: `config.yaml` (the full config), `checkpoint.pt` (e
 to resume exactly: weights, EMA codebooks, optimisers, step, every RNG state), `log.jsonl` (one
 line of averaged terms per `log_every` steps, plus validation lines). Checkpoints are written every
 `checkpoint_minutes` and at the end, atomically; `resume=True` continues bit for bit.
+
+Under `torchrun --nproc-per-node N` (engine/train/distributed.py) each worker takes
+`batch_size / N` rows of every global batch; the independence loss is computed on the rows of
+all workers, gathered (`gather_rows`), and the codebooks (EMA buffers, not parameters) are
+rank 0's, copied to every worker after each step.
 """
 
 from __future__ import annotations
@@ -27,8 +32,14 @@ from engine.discriminator import (
     adversarial_terms,
     discriminator_loss,
 )
-from engine.independence import IndependenceConfig, independence_loss, independence_weight
+from engine.independence import (
+    IndependenceConfig,
+    gather_rows,
+    independence_loss,
+    independence_weight,
+)
 from engine.losses import MelSpectrograms, ReconstructionConfig, reconstruction_terms, weighted_sum
+from engine.train.distributed import World, join_world
 from engine.train.loop import open_run, run_loop
 from engine.weights import read_checkpoint
 
@@ -42,7 +53,7 @@ class CodecDataConfig:
     dataset: str = "data/indie-10h"  # a folder made by `indie dataset build`
     max_hours: float | None = None  # use only the first hours of the train split
     segment_seconds: float = 0.64  # 32 frames at 50 Hz
-    batch_size: int = 16
+    batch_size: int = 16  # the global batch: split over the workers under torchrun
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,10 @@ class TrainState:
     mmd_generator: torch.Generator
     step: int = 0
     train_seconds: float = 0.0
+    # What the forward passes go through: the modules themselves, or their DDP wrappers under
+    # torchrun (set by train_codec; never saved).
+    codec_forward: torch.nn.Module | None = None
+    disc_forward: torch.nn.Module | None = None
 
 
 def build_state(config: CodecTrainConfig) -> TrainState:
@@ -156,11 +171,12 @@ def load_checkpoint(path: Path, config: CodecTrainConfig) -> TrainState:
 
 
 def train_step(config: CodecTrainConfig, state: TrainState, audio: torch.Tensor,
-               mels: MelSpectrograms) -> dict[str, float]:
-    """One optimisation step on a batch `[B, 1, N]`; returns the terms for logging."""
+               mels: MelSpectrograms, world: World | None = None) -> dict[str, float]:
+    """One optimisation step on a batch `[B, 1, N]` (this worker's rows of the global batch);
+    returns the terms for logging."""
     codec = state.codec
     codec.train()
-    out = codec(audio)
+    out = (state.codec_forward or codec)(audio)
     weights = dict(config.loss_weights)
     terms = reconstruction_terms(out.audio, audio, mels, config.reconstruction, names=weights)
     terms["vq/commit"] = out.commitment
@@ -169,7 +185,9 @@ def train_step(config: CodecTrainConfig, state: TrainState, audio: torch.Tensor,
     total = weighted_sum(terms, weights)
     mmd_weight = independence_weight(state.step, config.independence)
     if mmd_weight > 0:
-        streams = out.stream(config.independence.stream)  # [B, K, T, D]
+        # Every worker's rows (in rank order: the global batch); gradients flow back through
+        # the gather to each worker's own rows (see gather_rows).
+        streams = gather_rows(out.stream(config.independence.stream))  # [B, K, T, D]
         terms["indep/mmd"] = independence_loss(streams, config.independence,
                                                state.mmd_generator)
         total = total + mmd_weight * terms["indep/mmd"]
@@ -178,12 +196,14 @@ def train_step(config: CodecTrainConfig, state: TrainState, audio: torch.Tensor,
     grad_norm = torch.nn.utils.clip_grad_norm_(codec.parameters(), config.optim.grad_clip)
     state.optimizer.step()
     if state.discriminator is not None:
-        disc = discriminator_loss(state.discriminator(audio),
-                                  state.discriminator(out.audio.detach()))
+        discriminator = state.disc_forward or state.discriminator
+        disc = discriminator_loss(discriminator(audio), discriminator(out.audio.detach()))
         state.disc_optimizer.zero_grad(set_to_none=True)
         disc.backward()
         state.disc_optimizer.step()
         terms["adv/disc"] = disc
+    if world is not None:
+        world.sync_buffers(codec)  # the codebooks: rank 0's EMA and dead-code re-seeds
     logged = {name: float(value.detach()) for name, value in terms.items()}
     logged["loss"] = float(total.detach())
     logged["indep/weight"] = mmd_weight
@@ -219,22 +239,35 @@ def train_codec(config: CodecTrainConfig, run_dir: str | Path, *, resume: bool =
 
     `fork` starts a new run from another run's checkpoint and log: two runs that differ only
     in the independence loss share their steps before `independence.start_step`.
+    Under torchrun, every worker calls this with the same arguments (see the module doc).
     """
-    run = Path(run_dir)
+    with join_world() as world:
+        return _train(config, Path(run_dir), resume, fork, on_log, world)
+
+
+def _train(config: CodecTrainConfig, run: Path, resume: bool, fork: str | Path | None,
+           on_log: Callable[[dict], None] | None, world: World) -> TrainState:
     checkpoint = run / "checkpoint.pt"
+    world.rows(config.data.batch_size)  # refuses a batch that does not split over the workers
     if fork is not None:
         if checkpoint.exists():
             raise FileExistsError(f"{run} already holds a run; fork into a new folder")
         load_checkpoint(Path(fork) / "checkpoint.pt", config)  # refuses a changed config
-        run.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(fork) / "log.jsonl", run / "log.jsonl")
-        shutil.copyfile(Path(fork) / "checkpoint.pt", checkpoint)
-        save_config(config, run / "config.yaml")
+        world.barrier()  # every worker has looked before rank 0 copies
+        if world.main:
+            run.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(fork) / "log.jsonl", run / "log.jsonl")
+            shutil.copyfile(Path(fork) / "checkpoint.pt", checkpoint)
+            save_config(config, run / "config.yaml")
+        world.barrier()  # the others resume from the copied checkpoint
         resume = True
     if config.threads:
         torch.set_num_threads(config.threads)
     state = open_run(run, config, resume=resume, build=lambda: build_state(config),
-                     load=lambda path: load_checkpoint(path, config))
+                     load=lambda path: load_checkpoint(path, config), world=world)
+    state.codec_forward = world.parallel(state.codec)
+    if state.discriminator is not None:
+        state.disc_forward = world.parallel(state.discriminator)
     dataset = Path(config.data.dataset)
     train = AudioBank.load(dataset / "train.jsonl", config.codec.sample_rate,
                            config.data.max_hours)
@@ -244,10 +277,13 @@ def train_codec(config: CodecTrainConfig, run_dir: str | Path, *, resume: bool =
     mels = MelSpectrograms(config.reconstruction)
 
     def step() -> dict[str, float]:
+        # Every worker draws the whole global batch (the same generator, so the same crops)
+        # and keeps its own rows.
         audio = train.random_crops(config.data.batch_size, segment, state.data_generator)
-        return train_step(config, state, audio, mels)
+        return train_step(config, state, world.shard(audio), mels, world)
 
     run_loop(config, state, run, train_step=step,
              validate=lambda: validate(config, state.codec, valid, mels),
-             save=lambda path: save_checkpoint(path, config, state), on_log=on_log)
+             save=lambda path: save_checkpoint(path, config, state), on_log=on_log,
+             world=world)
     return state

@@ -8,10 +8,15 @@ Checkpoints are written every `checkpoint_minutes` and at the end, atomically.
 The learning rate warms up linearly for `warmup_steps`, then follows a cosine down to
 `min_lr_ratio` of its peak at `steps`; it is a function of the step, so resuming needs no
 scheduler state.
+
+Under `torchrun --nproc-per-node N` (engine/train/distributed.py) each worker takes
+`batch_size / N` rows of every global batch, after the condition dropout drawn for the whole
+batch, so N workers take the same steps as one process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -22,10 +27,12 @@ from typing import Literal
 import torch
 
 from engine.atomic import atomic_path
+from engine.conditioning import Conditions
 from engine.config import from_dict, to_dict
 from engine.data.tokens import TokenSplit, read_info
 from engine.lm import LanguageModel, LMConfig, drop_conditions, lm_loss
 from engine.patterns import get_pattern
+from engine.train.distributed import World, join_world
 from engine.train.lm_batches import Batch, CropSampler, TextTable
 from engine.train.loop import open_run, run_loop
 from engine.weights import read_checkpoint
@@ -39,7 +46,7 @@ class LMDataConfig:
 
     tokens: str = "data/tokens-10h"  # a folder made by `indie dataset tokenize`
     crop_frames: int = 500  # 10 s at 50 frames/s
-    batch_size: int = 16
+    batch_size: int = 16  # the global batch: split over the workers under torchrun
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,9 @@ class LMTrainState:
     dropout_generator: torch.Generator  # condition dropout coins
     step: int = 0
     train_seconds: float = 0.0
+    # What the forward passes go through: the model, or its DDP wrapper under torchrun (set by
+    # train_lm; never saved).
+    forward: torch.nn.Module | None = None
 
 
 def learning_rate(step: int, optim: LMOptimConfig, steps: int) -> float:
@@ -152,16 +162,22 @@ def autocast(config: LMTrainConfig) -> torch.autocast:
                           enabled=config.precision == "bf16")
 
 
-def train_step(config: LMTrainConfig, state: LMTrainState, batch: Batch) -> dict[str, float]:
-    """One optimisation step; returns the terms for logging."""
+def train_step(config: LMTrainConfig, state: LMTrainState, batch: Batch,
+               world: World | None = None) -> dict[str, float]:
+    """One optimisation step on the global batch (this worker's rows of it under torchrun);
+    returns the terms for logging."""
     model = state.model
     model.train()
     pattern = get_pattern(config.lm.pattern)
     K, T = batch.codes.shape[1:]
-    sequence = pattern.interleave(batch.codes, model.special).to(config.device)  # [B, K, S]
+    # Dropout coins for the whole global batch: the generator advances the same on every worker.
     conditions = drop_conditions(batch.conditions, config.lm, state.dropout_generator)
+    codes = batch.codes
+    if world is not None:
+        codes, conditions = world.shard(codes), _shard_conditions(conditions, world)
+    sequence = pattern.interleave(codes, model.special).to(config.device)  # [B, K, S]
     with autocast(config):
-        logits = model(sequence, conditions.to(config.device))  # [B, K, S, N]
+        logits = (state.forward or model)(sequence, conditions.to(config.device))  # [B, K, S, N]
     loss = lm_loss(logits, sequence, pattern.valid_mask(K, T).to(config.device))
     lr = learning_rate(state.step, config.optim, config.steps)
     for group in state.optimizer.param_groups:
@@ -174,6 +190,12 @@ def train_step(config: LMTrainConfig, state: LMTrainState, batch: Batch) -> dict
     for k, value in enumerate(loss.per_codebook.tolist()):
         logged[f"ce/k{k}"] = value
     return logged
+
+
+def _shard_conditions(conditions: Conditions, world: World) -> Conditions:
+    """This worker's rows of every condition."""
+    return Conditions(**{f.name: world.shard(getattr(conditions, f.name))
+                         for f in dataclasses.fields(conditions)})
 
 
 @torch.no_grad()
@@ -223,8 +245,19 @@ def train_lm(config: LMTrainConfig, run_dir: str | Path, *, resume: bool = False
 
     Args:
         text_encoder: turns captions into token embeddings (default: the frozen MiniLM).
+
+    Under torchrun, every worker calls this with the same arguments (see the module doc).
     """
-    run = Path(run_dir)
+    with join_world(config.device) as world:
+        return _train(config, Path(run_dir), resume, text_encoder, on_log, world)
+
+
+def _train(config: LMTrainConfig, run: Path, resume: bool, text_encoder,
+           on_log: Callable[[dict], None] | None, world: World) -> LMTrainState:
+    world.rows(config.data.batch_size)  # refuses a batch that does not split over the workers
+    if world.size > 1 and config.lm.dropout > 0:
+        # Every worker would draw the same dropout masks from the same global generator.
+        raise ValueError("lm.dropout > 0 is not supported with several workers")
     if config.threads:
         torch.set_num_threads(config.threads)
     steps_needed = get_pattern(config.lm.pattern).num_steps(config.lm.num_codebooks,
@@ -239,13 +272,16 @@ def train_lm(config: LMTrainConfig, run_dir: str | Path, *, resume: bool = False
     train, valid = load_samplers(config, text_encoder)
     valid_batches = valid.fixed_batches(config.valid_batches, config.data.batch_size)
     state = open_run(run, config, resume=resume, build=lambda: build_state(config),
-                     load=lambda path: load_checkpoint(path, config))
+                     load=lambda path: load_checkpoint(path, config), world=world)
+    state.forward = world.parallel(state.model)
 
     def step() -> dict[str, float]:
+        # Every worker draws the whole global batch (the same generator, so the same crops).
         batch = train.random_batch(config.data.batch_size, state.data_generator)
-        return train_step(config, state, batch)
+        return train_step(config, state, batch, world)
 
     run_loop(config, state, run, train_step=step,
              validate=lambda: validate(config, state.model, valid_batches),
-             save=lambda path: save_checkpoint(path, config, state), on_log=on_log)
+             save=lambda path: save_checkpoint(path, config, state), on_log=on_log,
+             world=world)
     return state

@@ -4,10 +4,13 @@ validate and checkpoint until the configured number of steps.
 A trainer supplies what differs (its state, one optimisation step, validation, checkpoint
 I/O); this module owns the bookkeeping, so that logging cadence, training-time accounting and
 checkpoint timing are the same for the codec and the LM, and resumes stay bit-exact.
+Under torchrun every worker runs the loop; only rank 0 validates, logs and checkpoints
+(engine/train/distributed.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from engine.config import save_config
+from engine.train.distributed import World
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +45,10 @@ State = TypeVar("State", bound=RunState)
 
 
 def open_run(run: Path, config: Any, *, resume: bool, build: Callable[[], State],
-             load: Callable[[Path], State]) -> State:
+             load: Callable[[Path], State], world: World | None = None) -> State:
     """A fresh run in `run` (config saved beside it), or the one there when `resume`.
+
+    Every worker builds or loads the same state; only rank 0 writes the folder.
 
     Raises:
         FileExistsError: `run` holds a checkpoint and `resume` is false.
@@ -54,8 +60,9 @@ def open_run(run: Path, config: Any, *, resume: bool, build: Callable[[], State]
         state = load(checkpoint)
         log.info("resumed %s at step %d", run, state.step)
         return state
-    run.mkdir(parents=True, exist_ok=True)
-    save_config(config, run / "config.yaml")
+    if world is None or world.main:
+        run.mkdir(parents=True, exist_ok=True)
+        save_config(config, run / "config.yaml")
     return build()
 
 
@@ -63,7 +70,8 @@ def run_loop(config: RunConfig, state: RunState, run: Path, *,
              train_step: Callable[[], dict[str, float]],
              validate: Callable[[], dict[str, float]],
              save: Callable[[Path], None],
-             on_log: Callable[[dict], None] | None = None) -> None:
+             on_log: Callable[[dict], None] | None = None,
+             world: World | None = None) -> None:
     """Step until `config.steps`, appending averaged logs and validations to run/log.jsonl.
 
     Args:
@@ -71,13 +79,18 @@ def run_loop(config: RunConfig, state: RunState, run: Path, *,
         validate: numbers on the held-out batches, logged every `valid_every` steps and last.
         save: writes the checkpoint to the given path; called every `checkpoint_minutes`
             and at the last step. Checkpoint time is not counted as training time.
+        world: the data-parallel workers; logged terms are averaged over them, and only
+            rank 0 validates, writes the log, calls `on_log` and saves.
     """
+    world = world or World()
     checkpoint = run / "checkpoint.pt"
     sums: dict[str, float] = defaultdict(float)
     count, last_save, started = 0, time.monotonic(), time.monotonic()
-    with open(run / "log.jsonl", "a", encoding="utf-8") as log_file:
+    log_path = run / "log.jsonl"
+    with (open(log_path, "a", encoding="utf-8") if world.main  # noqa: SIM115
+          else contextlib.nullcontext()) as log_file:
         while state.step < config.steps:
-            for name, value in train_step().items():
+            for name, value in world.average(train_step()).items():
                 sums[name] += value
             count += 1
             state.step += 1
@@ -89,6 +102,8 @@ def run_loop(config: RunConfig, state: RunState, run: Path, *,
                 record = {"step": state.step, "seconds": round(state.train_seconds, 1),
                           **{k: round(v / count, 6) for k, v in sums.items()}}
                 sums, count = defaultdict(float), 0
+            if not world.main:
+                continue
             if state.step % config.valid_every == 0 or state.step == config.steps:
                 record = {**(record or {"step": state.step}), **validate()}
             if record:
@@ -100,3 +115,4 @@ def run_loop(config: RunConfig, state: RunState, run: Path, *,
                 save(checkpoint)
                 last_save = now
                 started = time.monotonic()
+    world.barrier()  # no worker leaves before rank 0 has written the last checkpoint

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9]+")
+NAME_MAX = 255  # bytes in one path component (Linux, macOS)
+PATH_MAX = 4096
 
 
 class PathRefused(ValueError):
@@ -26,20 +28,29 @@ def inside(folder: str | Path, name: str) -> Path:
         name: a relative path from a message.
 
     Returns:
-        The resolved path, guaranteed to lie under the resolved `folder`.
+        The resolved path, guaranteed to lie under (not be) the resolved `folder`.
 
     Raises:
-        PathRefused: an empty or absolute name, or one that resolves outside `folder`.
+        PathRefused: an empty, over-long or absolute name, or one that resolves outside
+            `folder` or to the folder itself.
     """
     if not name or "\x00" in name:
-        raise PathRefused("empty file name")
+        raise PathRefused("empty file name or a NUL in it")
     relative = Path(name)
-    if relative.is_absolute() or name.startswith(("~", "\\")) or ":" in relative.parts[0]:
+    if (relative.is_absolute() or name.startswith(("~", "\\"))
+            or (relative.parts and ":" in relative.parts[0])):
         raise PathRefused(f"{name!r} is not a relative path inside {folder}")
+    # Longer than the OS allows: refused here, as the OSError it would raise later is no answer.
+    if len(name.encode()) > PATH_MAX or any(len(p.encode()) > NAME_MAX for p in relative.parts):
+        raise PathRefused(f"{name[:40]!r}... is longer than a file name may be")
     root = Path(folder).resolve()
-    path = (root / relative).resolve()
-    if path != root and root not in path.parents:
-        raise PathRefused(f"{name!r} leaves the folder {root}")
+    try:
+        path = (root / relative).resolve()  # follows symlinks: a link out is refused below
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise PathRefused(f"{name!r} cannot be resolved ({error})") from None
+    if root not in path.parents:
+        raise PathRefused(f"{name!r} leaves the folder {root}" if path != root
+                          else f"{name!r} names the folder {root} itself, not a file in it")
     return path
 
 

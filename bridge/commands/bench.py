@@ -48,6 +48,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bridge.add_argument("--json", type=Path, help="also write the result to this file")
     bridge.set_defaults(run=run_bridge)
 
+    fuzz = targets.add_parser("fuzz", help="malformed OSC datagrams at a real `indie serve`: "
+                              "crashes, replies, memory and threads")
+    fuzz.add_argument("--packets", type=int, default=100_000, help="datagrams to send")
+    fuzz.add_argument("--seed", type=int, default=0, help="the generator's seed")
+    fuzz.add_argument("--rate-limit", type=float, default=0.0,
+                      help="the server's --rate-limit (default 0: off, every datagram parsed)")
+    fuzz.add_argument("--codec", type=Path, help="codec safetensors for the server (default: "
+                      "shipped)")
+    fuzz.add_argument("--lm", type=Path, help="LM safetensors for the server (default: shipped)")
+    fuzz.add_argument("--json", type=Path, help="also write the result to this file")
+    fuzz.set_defaults(run=run_fuzz)
+
 
 def run_dataset(args: argparse.Namespace) -> int:
     from engine.benchmarks.dataset_build import bench_dataset_build
@@ -92,3 +104,16 @@ def run_bridge(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, result)
     return 0
+
+
+def run_fuzz(args: argparse.Namespace) -> int:
+    from bridge.bench_fuzz import FuzzConfig, bench_fuzz
+
+    weights = [*(["--codec", str(args.codec)] if args.codec else []),
+               *(["--lm", str(args.lm)] if args.lm else [])]
+    result = bench_fuzz(FuzzConfig(packets=args.packets, seed=args.seed,
+                                   rate_limit=args.rate_limit, serve_args=tuple(weights)))
+    print(json.dumps(result, indent=2))
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0 if not result["crashed"] and result["answered_ping_after"] else 1

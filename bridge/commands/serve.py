@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import threading
 from pathlib import Path
 
 from bridge.app import PRESETS_DIR, Bridge, BridgeOptions
+from bridge.rate_limit import RateLimit
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +34,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--audio-device", metavar="NAME", help="sound card (default output)")
     parser.add_argument("--no-audio", action="store_true", help="files only, no sound card")
     parser.add_argument("--queue", type=int, default=8, help="jobs that may wait (default 8)")
+    parser.add_argument("--rate-limit", type=_rate, default=RateLimit.rate, metavar="N",
+                        help=f"OSC messages per second per sender, bursts of 2 N (default "
+                             f"{RateLimit.rate:g}; 0: no limit)")
     parser.add_argument("--codec", type=Path, help="codec weights (default: shipped)")
     parser.add_argument("--lm", type=Path, help="LM weights (default: shipped)")
     parser.add_argument("--threads", type=int, help="torch threads")
     parser.set_defaults(run=run)
+
+
+def _rate(text: str) -> float:
+    rate = float(text)
+    if not (math.isfinite(rate) and rate >= 0):
+        raise argparse.ArgumentTypeError(f"expected messages per second >= 0, got {text}")
+    return rate
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"indie: error: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 2
     with bridge:
+        bridge.server.set_rate_limit(RateLimit.per_second(args.rate_limit))
         print(f"indie serve: OSC on udp://{bridge.server.host}:{bridge.port}, replies to port "
               f"{args.reply_port}, files in {args.out_dir} (Ctrl-C stops)", flush=True)
         threading.Event().wait()  # until Ctrl-C / SIGTERM (KeyboardInterrupt)

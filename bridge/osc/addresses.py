@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -244,6 +245,10 @@ def _find_job_id(route: Route, args: Sequence[Any]) -> str:
     return ""
 
 
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxstring, _SHOW.maxother = 3, 40, 40
+
+
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:40] + "..."
+    """A short repr of a bad value; reprlib, so a huge blob or deeply nested array costs little."""
+    return _SHOW.repr(value)

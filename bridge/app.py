@@ -14,6 +14,7 @@ from pathlib import Path
 from bridge.midi_in import MidiIn, MidiRouter
 from bridge.osc.server import OscServer, ReplySender
 from bridge.presets import Preset, cc_value
+from bridge.rate_limit import RateLimit
 from bridge.session import Folders, Session
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class BridgeOptions:
     midi_in: str | None = None
     midi_file: Path | None = None
     queue_size: int = 8
+    rate_limit: RateLimit | None = RateLimit()  # per sender; None: no limit
     buffer_seconds: float = 1.0
     prefill_seconds: float = 0.08
 
@@ -61,7 +63,8 @@ class Bridge:
         self.session = Session(engine, folders, self.reply, options.reply_port, self.audio,
                                options.queue_size, allow_remote_replies=remote)
         self.session.start()
-        self.server = OscServer(self.session, self.reply, options.host, options.port)
+        self.server = OscServer(self.session, self.reply, options.host, options.port,
+                                options.rate_limit)
         self.server.start()
         self.midi = self._open_midi(folders.presets)
 

@@ -60,6 +60,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--json", type=Path, help="also write the result to this file")
     fuzz.set_defaults(run=run_fuzz)
 
+    soak = targets.add_parser("soak", help="clients generate, cancel and play live for minutes "
+                              "through a private JACK server: crashes, leaks, replies, underruns")
+    soak.add_argument("--minutes", type=float, default=10.0, help="how long (default 10)")
+    soak.add_argument("--clients", type=int, default=3, help="concurrent clients (default 3)")
+    soak.add_argument("--seed", type=int, default=0)
+    soak.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
+    soak.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+    soak.add_argument("--threads", type=int, help="torch threads (default 1)")
+    soak.add_argument("--json", type=Path, help="also write the result to this file")
+    soak.set_defaults(run=run_soak)
+
 
 def run_dataset(args: argparse.Namespace) -> int:
     from engine.benchmarks.dataset_build import bench_dataset_build
@@ -117,3 +128,17 @@ def run_fuzz(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, result)
     return 0 if not result["crashed"] and result["answered_ping_after"] else 1
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    from bridge.bench_soak import SoakConfig, bench_soak
+    from engine.engine import Engine
+
+    engine = Engine.load(args.codec, args.lm, threads=args.threads)
+    config = SoakConfig(seconds=60 * args.minutes, clients=args.clients, seed=args.seed,
+                        warmup_seconds=min(60.0, 15 * args.minutes))
+    result = bench_soak(engine, config)
+    print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0 if result["passed"] else 1

@@ -65,14 +65,14 @@ def run(args: argparse.Namespace) -> int:
     options = BridgeOptions(host=args.host, port=args.port, reply_port=args.reply_port,
                             out_dir=args.out_dir, in_dir=args.in_dir, presets_dir=args.presets,
                             audio=not args.no_audio, audio_device=args.audio_device,
-                            midi_in=args.midi_in, midi_file=args.midi_file, queue_size=args.queue)
+                            midi_in=args.midi_in, midi_file=args.midi_file, queue_size=args.queue,
+                            rate_limit=RateLimit.per_second(args.rate_limit))
     try:
         bridge = Bridge(engine, options)
     except OSError as error:  # the OSC port is taken
         print(f"indie: error: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
         return 2
     with bridge:
-        bridge.server.set_rate_limit(RateLimit.per_second(args.rate_limit))
         print(f"indie serve: OSC on udp://{bridge.server.host}:{bridge.port}, replies to port "
               f"{args.reply_port}, files in {args.out_dir} (Ctrl-C stops)", flush=True)
         threading.Event().wait()  # until Ctrl-C / SIGTERM (KeyboardInterrupt)

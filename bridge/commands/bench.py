@@ -71,6 +71,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     soak.add_argument("--json", type=Path, help="also write the result to this file")
     soak.set_defaults(run=run_soak)
 
+    render = targets.add_parser("render", help="render throughput: one process, then 1, 2, ... "
+                                "local Ray workers (the [cluster] extra)")
+    render.add_argument("--workers", default="1,2", help="Ray worker counts (default 1,2)")
+    render.add_argument("--variations", type=int, default=8, help="clips per run (default 8)")
+    render.add_argument("--seconds", type=float, default=4.0, help="seconds per clip (default 4)")
+    render.add_argument("--preset", type=Path, default=Path("presets/church-organ.yaml"))
+    render.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
+    render.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+    render.add_argument("--note", default="", help="a remark stored with the results")
+    render.add_argument("--json", type=Path, help="also write the result to this file")
+    render.set_defaults(run=run_render)
+
 
 def run_dataset(args: argparse.Namespace) -> int:
     from engine.benchmarks.dataset_build import bench_dataset_build
@@ -142,3 +154,17 @@ def run_soak(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, result)
     return 0 if result["passed"] else 1
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from bridge.bench_render import RenderBenchConfig, bench_render
+
+    config = RenderBenchConfig(args.preset, args.variations, args.seconds,
+                               tuple(int(w) for w in args.workers.split(",")),
+                               str(args.codec) if args.codec else None,
+                               str(args.lm) if args.lm else None, args.note)
+    result = bench_render(config)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        write_json_atomic(args.json, result)
+    return 0

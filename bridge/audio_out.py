@@ -64,6 +64,7 @@ class RingBuffer:
         self._active = False  # a job is feeding the buffer
         self._playing = False  # prefill reached: the consumer is taking samples
         self._ended = False  # the producer wrote the job's last sample
+        self._job_start = 0  # the job's first sample; before it, the last job's tail
         self.underruns = self.underrun_samples = self.played = 0
         self.total_underruns = 0
         self.first_audio_time: float | None = None
@@ -84,6 +85,9 @@ class RingBuffer:
         """A new job starts feeding (its samples queue behind what is still buffered)."""
         with self._cond:
             self._active, self._ended = True, False
+            # The last job's tail (a fade-out, or audio still to play) plays on; then the new
+            # job waits for its own prefill.
+            self._job_start = self._write
             self._playing = self.available > 0 and self._playing
             self.underruns = self.underrun_samples = self.played = 0
             self.first_audio_time = None
@@ -117,6 +121,7 @@ class RingBuffer:
             start = self._write - drop
             dropped = self._take(start, drop)
             self._write = start
+            self._job_start = min(self._job_start, start)
             self._cond.notify_all()
             return dropped
 
@@ -124,12 +129,14 @@ class RingBuffer:
         """For the audio callback: `frames` samples, silence where none are buffered."""
         out = np.zeros(frames, np.float32)
         with self._cond:
-            if self._active and not self._playing and (self.available >= self.prefill
-                                                       or self._ended):
+            prefilled = self._write - max(self._read, self._job_start) >= self.prefill
+            if self._active and not self._playing and (prefilled or self._ended):
                 self._playing = True
             if not self._playing:
                 return out
             n = min(self.available, frames)
+            if self._read < self._job_start and not (prefilled or self._ended):
+                n = min(n, self._job_start - self._read)  # the tail only: this job prefills
             out[:n] = self._take(self._read, n)
             self._read += n
             if self.marks:
@@ -144,6 +151,8 @@ class RingBuffer:
             if n < frames:
                 if self._ended:
                     self._active = self._playing = False
+                elif self._read <= self._job_start:  # between jobs: wait for the prefill
+                    self._playing = False
                 else:
                     self.underruns += 1
                     self.total_underruns += 1

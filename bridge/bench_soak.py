@@ -47,6 +47,7 @@ class SoakConfig:
         warmup_seconds: samples before this are the baseline's warm-up (models, buffers).
         rss_growth_bound_mb: memory growth after warm-up that still passes.
         thread_growth_bound: threads above the warm-up count that still pass.
+        mix: relative weights of the actions (generate, cancel, live, status).
     """
 
     seconds: float = 600.0
@@ -56,6 +57,8 @@ class SoakConfig:
     warmup_seconds: float = 60.0
     rss_growth_bound_mb: float = 64.0
     thread_growth_bound: int = 4
+    mix: tuple[tuple[str, float], ...] = (("generate", 4), ("cancel", 3), ("live", 2),
+                                          ("status", 2))
 
 
 @dataclass
@@ -142,7 +145,8 @@ def _client(index: int, port: int, book: ReplyBook, config: SoakConfig, deadline
             log.files.append((str(args[1]), seconds))
 
     while time.monotonic() < deadline:
-        action = rng.choices(["generate", "cancel", "live", "status"], [4, 3, 2, 2])[0]
+        action = rng.choices([name for name, _ in config.mix],
+                             [weight for _, weight in config.mix])[0]
         log.actions[action] += 1
         if action == "generate":
             job(None)

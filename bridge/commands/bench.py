@@ -65,6 +65,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     soak.add_argument("--minutes", type=float, default=10.0, help="how long (default 10)")
     soak.add_argument("--clients", type=int, default=3, help="concurrent clients (default 3)")
     soak.add_argument("--seed", type=int, default=0)
+    soak.add_argument("--mix", default="generate=4,cancel=3,live=2,status=2",
+                      help="relative weights of the clients' actions")
     soak.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
     soak.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
     soak.add_argument("--threads", type=int, help="torch threads (default 1)")
@@ -147,8 +149,10 @@ def run_soak(args: argparse.Namespace) -> int:
     from engine.engine import Engine
 
     engine = Engine.load(args.codec, args.lm, threads=args.threads)
+    mix = tuple((name, float(weight)) for name, weight in
+                (part.split("=") for part in args.mix.split(",")))
     config = SoakConfig(seconds=60 * args.minutes, clients=args.clients, seed=args.seed,
-                        warmup_seconds=min(60.0, 15 * args.minutes))
+                        warmup_seconds=min(60.0, 15 * args.minutes), mix=mix)
     result = bench_soak(engine, config)
     print(json.dumps({k: v for k, v in result.items() if k != "samples"}, indent=2))
     if args.json:

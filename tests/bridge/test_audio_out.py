@@ -115,3 +115,32 @@ def test_stopping_fades_out_instead_of_cutting():
     out = ring.read(100)
     assert np.all(np.diff(out[:50]) <= 0) and out[0] > 0.99 and out[49] < 0.05
     assert not out[50:].any() and ring.underruns == 0 and ring.available == 0
+
+
+def test_a_job_after_a_cancel_waits_for_its_own_prefill():
+    ring = RingBuffer(capacity=1000, prefill=100)
+    ring.begin()
+    ring.write(np.ones(500, np.float32))
+    assert ring.read(100).all()
+    ring.clear(fade=20)  # cancel: a 20-sample fade-out stays queued
+    ring.begin()  # the next job starts before the fade has played
+    ring.write(np.full(30, 0.5, np.float32))  # less than its prefill
+    out = ring.read(100)
+    assert out[:20].all() and not out[20:].any()  # the fade plays, then silence: a gap
+    assert not ring.read(100).any() and ring.total_underruns == 0  # ... between jobs
+    ring.write(np.full(100, 0.5, np.float32))  # prefilled: plays from its first sample
+    assert np.all(ring.read(130) == 0.5)
+    ring.read(10)  # now dry mid-job: that is an underrun
+    assert ring.total_underruns == 1
+
+
+def test_a_prefilled_job_follows_the_last_ones_tail_without_a_gap():
+    ring = RingBuffer(capacity=1000, prefill=100)
+    ring.begin()
+    ring.write(np.ones(300, np.float32))
+    ring.end()
+    assert ring.read(100).all()
+    ring.begin()
+    ring.write(np.full(150, 0.5, np.float32))
+    out = ring.read(300)
+    assert out[:200].all() and np.all(out[200:250] == 0.5) and ring.total_underruns == 0

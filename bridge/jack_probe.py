@@ -113,7 +113,7 @@ class JackServer:
     def __init__(self, rate: int = 48000, period: int = 256, portaudio: bool = True) -> None:
         self.rate, self.period = rate, period
         self.portaudio = portaudio
-        self.name = f"indie-{uuid.uuid4().hex[:8]}"
+        self.name = _free_server_name()
         self.process: subprocess.Popen | None = None
         self._old: str | None = None
 
@@ -139,9 +139,10 @@ class JackServer:
                 break
             except jack.JackError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    self._stop()
                     self.log.seek(0)
-                    raise RuntimeError(f"jackd did not start: {self.log.read()[-2000:]}") from None
+                    said = self.log.read()[-2000:]
+                    self._stop()
+                    raise RuntimeError(f"jackd did not start: {said}") from None
                 time.sleep(0.1)
         if self.portaudio:
             sd._terminate()
@@ -170,3 +171,18 @@ class JackServer:
             os.environ.pop("JACK_DEFAULT_SERVER", None)
         else:
             os.environ["JACK_DEFAULT_SERVER"] = self._old
+
+
+def _free_server_name() -> str:
+    """A server name no running jackd uses, from a small fixed pool.
+
+    JACK keeps 8 server slots in shared memory and reclaims a dead server's slot only when a
+    server of the same name starts. Random names would let servers that died without cleaning
+    up (SIGKILL) fill every slot; reused names heal them.
+    """
+    running = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    for index in range(8):
+        name = f"indie-{index}"
+        if f"-n {name} " not in running:
+            return name
+    return f"indie-{uuid.uuid4().hex[:8]}"

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from engine.config import ConfigError
+from engine.config import ConfigError, yaml_error
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -52,12 +52,8 @@ def load_untrusted_yaml(path: str | Path, limits: YamlLimits = DEFAULT_LIMITS) -
     try:
         _check_events(text, path, limits)
         return yaml.load(text, Loader=_Loader)  # the safe loader: plain data only
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        raise yaml_error(path, e) from None
 
 
 def _read_text(path: Path, max_bytes: int) -> str:

@@ -65,18 +65,23 @@ def load_config(cls: type[T], path: str | os.PathLike[str]) -> T:
 
     try:
         data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        raise yaml_error(path, e) from None
 
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping of keys at top level, got {_found(data)}")
     return from_dict(cls, data, source=str(path))
+
+
+def yaml_error(path: str | os.PathLike[str], error: yaml.YAMLError) -> ConfigError:
+    """A YAML parse error as a ConfigError naming file, line and column where known."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    if mark is None:
+        return ConfigError(f"{path}: invalid YAML: {error}")
+    reason = getattr(error, "problem", None) or getattr(error, "context", None)
+    return ConfigError(f"{path}:{mark.line + 1}:{mark.column + 1}: invalid YAML: {reason}")
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

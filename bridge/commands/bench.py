@@ -17,24 +17,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     dataset.add_argument("--hours", type=float, default=1.0, help="hours of audio to build")
     dataset.add_argument("--workers", type=int, help="rendering processes (default: all cores)")
     dataset.add_argument("--seed", type=int, default=0)
-    dataset.add_argument("--json", type=Path, help="also write the result to this file")
-    dataset.set_defaults(run=run_dataset)
+    _add_output(dataset, run_dataset)
 
     codec = targets.add_parser("codec", help="encode / decode / streaming-decode speed")
     codec.add_argument("--weights", type=Path, help="safetensors (default: the shipped codec)")
     codec.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     codec.add_argument("--seconds", type=float, default=10.0, help="audio length")
-    codec.add_argument("--json", type=Path, help="also write the result to this file")
-    codec.set_defaults(run=run_codec)
+    _add_output(codec, run_codec)
 
     generate = targets.add_parser("generate", help="generation speed of every decoding pattern")
     generate.add_argument("--seconds", type=float, default=5.0, help="audio per pattern")
-    generate.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
-    generate.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+    _add_weights(generate)
     generate.add_argument("--threads", type=int, help="torch threads while generating (default 1)")
     generate.add_argument("--cfg", type=float, default=3.0, help="guidance (1: no CFG rows)")
-    generate.add_argument("--json", type=Path, help="also write the result to this file")
-    generate.set_defaults(run=run_generate)
+    _add_output(generate, run_generate)
 
     bridge = targets.add_parser("bridge", help="first audio, underruns, live gaps, cancel and "
                                 "note latency through a private JACK server")
@@ -42,11 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bridge.add_argument("--repeats", type=int, default=5, help="runs per latency")
     bridge.add_argument("--chunk-seconds", type=float, default=2.0, help="live chunk length")
     bridge.add_argument("--period", type=int, default=256, help="JACK frames per period")
-    bridge.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
-    bridge.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+    _add_weights(bridge)
     bridge.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    bridge.add_argument("--json", type=Path, help="also write the result to this file")
-    bridge.set_defaults(run=run_bridge)
+    _add_output(bridge, run_bridge)
 
     fuzz = targets.add_parser("fuzz", help="malformed OSC datagrams at a real `indie serve`: "
                               "crashes, replies, memory and threads")
@@ -54,11 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fuzz.add_argument("--seed", type=int, default=0, help="the generator's seed")
     fuzz.add_argument("--rate-limit", type=float, default=0.0,
                       help="the server's --rate-limit (default 0: off, every datagram parsed)")
-    fuzz.add_argument("--codec", type=Path, help="codec safetensors for the server (default: "
-                      "shipped)")
-    fuzz.add_argument("--lm", type=Path, help="LM safetensors for the server (default: shipped)")
-    fuzz.add_argument("--json", type=Path, help="also write the result to this file")
-    fuzz.set_defaults(run=run_fuzz)
+    _add_weights(fuzz)
+    _add_output(fuzz, run_fuzz)
 
     soak = targets.add_parser("soak", help="clients generate, cancel and play live for minutes "
                               "through a private JACK server: crashes, leaks, replies, underruns")
@@ -67,11 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     soak.add_argument("--seed", type=int, default=0)
     soak.add_argument("--mix", default="generate=4,cancel=3,live=2,status=2",
                       help="relative weights of the clients' actions")
-    soak.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
-    soak.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+    _add_weights(soak)
     soak.add_argument("--threads", type=int, help="torch threads (default 1)")
-    soak.add_argument("--json", type=Path, help="also write the result to this file")
-    soak.set_defaults(run=run_soak)
+    _add_output(soak, run_soak)
 
     render = targets.add_parser("render", help="render throughput: one process, then 1, 2, ... "
                                 "local Ray workers (the [cluster] extra)")
@@ -79,11 +68,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("--variations", type=int, default=8, help="clips per run (default 8)")
     render.add_argument("--seconds", type=float, default=4.0, help="seconds per clip (default 4)")
     render.add_argument("--preset", type=Path, default=Path("presets/church-organ.yaml"))
-    render.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
-    render.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+    _add_weights(render)
     render.add_argument("--note", default="", help="a remark stored with the results")
-    render.add_argument("--json", type=Path, help="also write the result to this file")
-    render.set_defaults(run=run_render)
+    _add_output(render, run_render)
+
+
+def _add_weights(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--codec", type=Path, help="codec safetensors (default: shipped)")
+    parser.add_argument("--lm", type=Path, help="LM safetensors (default: shipped)")
+
+
+def _add_output(parser: argparse.ArgumentParser, run) -> None:
+    parser.add_argument("--json", type=Path, help="also write the result to this file")
+    parser.set_defaults(run=run)
 
 
 def run_dataset(args: argparse.Namespace) -> int:

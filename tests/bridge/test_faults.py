@@ -165,13 +165,22 @@ def jack_env():
         yield server, {"JACK_DEFAULT_SERVER": server.name}
 
 
-def test_sigterm_mid_job_cancels_it_and_exits_cleanly(tmp_path, jack_env):
-    _, env = jack_env
+def _playing_a_clip(tmp_path: Path, env: dict, job_id: str) -> ServeProcess:
+    """`indie serve` on the JACK server, in the middle of playing a 4 s clip (played on the
+    card, it takes 4 s of wall time)."""
     serve = ServeProcess(tmp_path, "--audio-device", "system", env=env)
     try:
-        # Played on the card, a 4 s clip takes 4 s of wall time: SIGTERM lands in the middle.
-        serve.send("/indie/generate", "a choir", 4.0, 1, "t1")
-        serve.replies.wait("/indie/progress", lambda args: args[0] == "t1", timeout=30)
+        serve.send("/indie/generate", "a choir", 4.0, 1, job_id)
+        serve.replies.wait("/indie/progress", lambda args: args[0] == job_id, timeout=30)
+    except BaseException:
+        serve.close()
+        raise
+    return serve
+
+
+def test_sigterm_mid_job_cancels_it_and_exits_cleanly(tmp_path, jack_env):
+    serve = _playing_a_clip(tmp_path, jack_env[1], "t1")
+    try:
         time.sleep(0.5)
         started = time.monotonic()
         code, stderr = serve.stop()
@@ -185,10 +194,8 @@ def test_sigterm_mid_job_cancels_it_and_exits_cleanly(tmp_path, jack_env):
 
 def test_sound_card_lost_is_reported_and_files_go_on(tmp_path, jack_env):
     server, env = jack_env
-    serve = ServeProcess(tmp_path, "--audio-device", "system", env=env)
+    serve = _playing_a_clip(tmp_path, env, "a1")
     try:
-        serve.send("/indie/generate", "a choir", 4.0, 1, "a1")
-        serve.replies.wait("/indie/progress", lambda args: args[0] == "a1", timeout=30)
         server.process.kill()  # the JACK server dies mid-clip
         server.process.wait()
         lost = serve.replies.wait("/indie/error", lambda args: args[1] == "audio_lost",

@@ -95,7 +95,7 @@ def sidecar(job: Job, seconds: float, sample_rate: int,
         params: the engine's resolved parameters (GenerationStream.params); else the request.
     """
     source = params if params is not None else job.request
-    request = {key: _plain(value) for key, value in source.items() if key != "progress"}
+    request = {key: plain(value) for key, value in source.items() if key != "progress"}
     return {"job": job.job_id, "kind": job.kind, "seconds": round(seconds, 6),
             "sample_rate": sample_rate, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "indie_version": __version__, "params": request}
@@ -103,29 +103,39 @@ def sidecar(job: Job, seconds: float, sample_rate: int,
 
 def write_clip(job: Job, audio: np.ndarray, sample_rate: int,
                params: dict[str, Any] | None = None) -> Path:
-    """Write the clip and its sidecar (both atomically); returns the audio path.
+    """Write the job's clip and its sidecar; returns the audio path."""
+    assert job.out_path is not None
+    return write_with_sidecar(job.out_path, audio, sample_rate,
+                              sidecar(job, len(audio) / sample_rate, sample_rate, params))
+
+
+def write_with_sidecar(path: Path, audio: np.ndarray, sample_rate: int,
+                       sidecar: dict[str, Any]) -> Path:
+    """Write a clip, then its `.json` sidecar, each atomically; returns the audio path.
 
     A clip whose sidecar cannot be written (a full disk) is removed again: the folder only
     ever holds complete pairs.
     """
-    assert job.out_path is not None
-    write_audio(job.out_path, audio, sample_rate)
+    write_audio(path, audio, sample_rate)
     try:
-        write_json_atomic(job.out_path.with_suffix(".json"),
-                          sidecar(job, len(audio) / sample_rate, sample_rate, params))
+        write_json_atomic(path.with_suffix(".json"), sidecar)
     except BaseException:
-        job.out_path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         raise
-    return job.out_path
+    return path
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A parameter as JSON for a sidecar: paths as text, notes as [pitch, onset, offset], numpy
+    scalars as numbers, audio arrays summarised."""
+    if isinstance(value, dict):
+        return {key: plain(v) for key, v in value.items()}
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, np.ndarray):
+    if isinstance(value, np.ndarray) and value.ndim:
         return f"<{len(value)} samples>"
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.item()
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "_asdict"):  # a Note
-        return {k: _plain(v) for k, v in value._asdict().items()}
+        return [plain(v) for v in value]
     return value

@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from bridge.jobs import plain, write_with_sidecar
 from bridge.paths import slug
 from bridge.presets import Preset
-from engine.atomic import write_json_atomic
-from engine.audio import write_audio
 from engine.config import ConfigError
 from engine.melody import Note
 
@@ -71,20 +70,18 @@ def render_clip(engine, preset: Preset, variation: int, seed: int | None = None,
                              pattern=preset.pattern, temperature=preset.temperature,
                              top_k=preset.top_k, top_p=preset.top_p, cfg=preset.cfg,
                              progress=progress)
-    params = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.params.items()}
     sidecar = {"preset": preset.source, "variation": variation, "seed": seed,
                "seconds": len(result.audio) / result.sample_rate,
-               "sample_rate": result.sample_rate, "params": _plain(params)}
+               "sample_rate": result.sample_rate, "params": plain(result.params)}
     return RenderedClip(f"{slug(preset.name)}-{variation:03d}-s{seed}", preset.format,
                         result.audio, result.sample_rate, sidecar)
 
 
 def save_clip(clip: RenderedClip, out_dir: Path) -> Path:
-    """Write the audio, then its `.json` sidecar, each atomically; returns the audio path."""
-    path = Path(out_dir) / f"{clip.name}.{clip.format}"
-    write_audio(path, clip.audio, clip.sample_rate)
-    write_json_atomic(path.with_suffix(".json"), clip.sidecar)
-    return path
+    """Write the clip and its `.json` sidecar (as bridge.jobs.write_with_sidecar); returns the
+    audio path."""
+    return write_with_sidecar(Path(out_dir) / f"{clip.name}.{clip.format}", clip.audio,
+                              clip.sample_rate, clip.sidecar)
 
 
 def render_variation(engine, preset: Preset, variation: int, out_dir: Path,
@@ -95,15 +92,3 @@ def render_variation(engine, preset: Preset, variation: int, out_dir: Path,
     engine's parameters (seed included), the preset and its file.
     """
     return save_clip(render_clip(engine, preset, variation, progress=progress), out_dir)
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "_asdict"):
-        return dict(value._asdict())
-    if hasattr(value, "tolist"):
-        return value.tolist() if getattr(value, "size", 2) < 2 else f"<array {value.shape}>"
-    return value

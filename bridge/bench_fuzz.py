@@ -39,6 +39,7 @@ from typing import Any
 from bridge.osc.addresses import ADDRESSES, parse_message
 from bridge.osc.commands import CommandError
 from bridge.osc.packets import BUNDLE, MAX_BUNDLE_DEPTH, Malformed, decode
+from bridge.process_status import proc_status
 
 MAX_UDP = 65507  # the largest IPv4 UDP payload
 KNOWN_TAGS = "ifdhsSbcmrtTFNI"
@@ -395,17 +396,6 @@ class ReplyCounter:
         self._stop.set()
         self._thread.join(2.0)
         self.socket.close()
-
-
-def proc_status(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (KiB) and Threads of a running process, from /proc."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM", "Threads"):
-            values[key] = int(rest.split()[0])
-    return {"rss_kib": values["VmRSS"], "peak_rss_kib": values["VmHWM"],
-            "threads": values["Threads"]}
 
 
 def start_server(config: FuzzConfig, reply_port: int, folder: Path,

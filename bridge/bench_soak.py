@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bridge.process_status import proc_status
+
 logger = logging.getLogger(__name__)
 
 PROMPTS = ("a string quartet playing a slow chorale", "bright brass fanfare at 120 BPM",
@@ -170,11 +172,10 @@ def _client(index: int, port: int, book: ReplyBook, config: SoakConfig, deadline
 
 
 def _sample(t: float, bridge) -> Sample:
-    status = Path("/proc/self/status").read_text()
-    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return Sample(round(t, 1), round(int(fields["VmRSS"].split()[0]) / 1024, 1),
-                  int(fields["Threads"]), len(os.listdir("/proc/self/fd")),
-                  bridge.audio.stats().total_underruns, len(bridge.session.jobs))
+    status = proc_status()
+    return Sample(round(t, 1), round(status["rss_kib"] / 1024, 1), status["threads"],
+                  len(os.listdir("/proc/self/fd")), bridge.audio.stats().total_underruns,
+                  len(bridge.session.jobs))
 
 
 def _check_files(files: list[tuple[str, float]]) -> dict[str, Any]:

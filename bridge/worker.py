@@ -115,9 +115,9 @@ class Worker:
                     self.live_runner(job, self)
                 else:
                     self.run_clip(job)
-            except AudioLost as error:
+            except AudioLost as error:  # a live take, or a clip only for the speakers
                 self.audio_lost(job, error)
-                self._fail(job, "audio_lost", f"{error}: live mode stopped")
+                self._fail(job, "audio_lost", f"{error}; the {job.kind} job needed it")
             except Exception as error:  # the worker never dies: the job fails, loudly
                 logger.exception("job %s failed", job.job_id)
                 self._fail(job, "engine_failed", f"{type(error).__name__}: {error}")
@@ -127,9 +127,9 @@ class Worker:
 
     def run_clip(self, job: Job) -> None:
         """Generate one clip: stream it to the sound card and/or collect it for the file."""
-        play = self._can_play(job)
-        if play is None:
-            return
+        play = self.audio is not None and job.output in ("stream", "both")
+        if play:
+            play = self._playing(job, self.audio.begin)
         self.reply(job.reply_to, "/indie/started", job.job_id)
         progress = ThrottledProgress(self.reply, job)
         blocks: list[np.ndarray] = []
@@ -142,9 +142,8 @@ class Worker:
                     blocks.append(block)
                     if job.cancel.is_set():
                         break
-                    play = play and self._play(job, block)
-                    if play is None:
-                        return
+                    if play:
+                        play = self._playing(job, self.audio.write, block, job.cancel)
             finally:
                 if hasattr(stream, "close"):
                     stream.close()  # the engine runs one generation at a time
@@ -172,24 +171,21 @@ class Worker:
         self.reply(job.reply_to, "/indie/done", job.job_id, path, float(seconds))
         self.completed.append((job.job_id, "done"))
 
-    def _can_play(self, job: Job) -> bool | None:
-        """Whether the job plays on the sound card; None when it cannot run at all (answered)."""
-        if self.audio is None or job.output not in ("stream", "both"):
-            return False
-        try:
-            self.audio.begin()
-            return True
-        except AudioLost as error:
-            return self._lost_while_playing(job, error)
+    def _playing(self, job: Job, action: Callable[..., object], *args: Any) -> bool:
+        """Do a sound-card action; False (go on without the card) once the card is lost.
 
-    def _play(self, job: Job, block: np.ndarray) -> bool | None:
-        """Hand a block to the sound card: True to go on playing, False to go on without it,
-        None when the job is over (answered)."""
+        Raises:
+            AudioLost: the card is lost and the job makes no file (it was only for the
+                speakers); the worker's loop answers it.
+        """
         try:
-            self.audio.write(block, stop=job.cancel)
+            action(*args)
             return True
         except AudioLost as error:
-            return self._lost_while_playing(job, error)
+            self.audio_lost(job, error)
+            if job.out_path is None:
+                raise
+            return False
 
     def _finish_playing(self, job: Job) -> None:
         try:
@@ -199,13 +195,6 @@ class Worker:
                 self.audio.end()
         except AudioLost as error:
             self.audio_lost(job, error)
-
-    def _lost_while_playing(self, job: Job, error: AudioLost) -> bool | None:
-        self.audio_lost(job, error)
-        if job.out_path is None:  # nothing left to make: the job was only for the speakers
-            self._fail(job, "audio_lost", f"{error}; the clip was for the sound card only")
-            return None
-        return False
 
     def audio_lost(self, job: Job, error: AudioLost) -> None:
         """Say once that the sound card is gone; files go on being written."""

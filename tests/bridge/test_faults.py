@@ -21,7 +21,10 @@ import pytest
 import soundfile as sf
 from pythonosc.udp_client import SimpleUDPClient
 
+from bridge.audio_out import AudioLost
+from bridge.jobs import Job, JobQueue
 from bridge.session import Folders, Session
+from bridge.worker import Worker
 from engine.atomic import remove_stale_temporaries
 from tests.bridge.conftest import ROOT, Replies, free_udp_port
 from tests.bridge.fake_engine import FakeEngine
@@ -110,6 +113,48 @@ def test_full_disk_is_an_error_and_the_bridge_goes_on(tiny_disk, tmp_path):
         assert Path(done[1]).with_suffix(".json").is_file()
     finally:
         session.close()
+
+
+class LostCard:
+    """A sound card that goes away after taking `blocks` blocks."""
+
+    def __init__(self, blocks: int) -> None:
+        self.blocks = blocks
+
+    def begin(self) -> None:
+        pass
+
+    def write(self, block, stop=None) -> bool:
+        self.blocks -= 1
+        if self.blocks < 0:
+            raise AudioLost("the sound card 'test' stopped taking audio")
+        return True
+
+    def end(self) -> None:
+        raise AudioLost("the sound card 'test' stopped taking audio")
+
+    stop_now = end
+
+
+@pytest.mark.parametrize("with_file", [True, False])
+def test_a_card_lost_mid_clip_fails_only_a_clip_that_was_for_the_speakers(tmp_path, with_file):
+    replies, jobs = Replies(), JobQueue(2)
+    worker = Worker(FakeEngine(step_seconds=0.0), jobs, replies, LostCard(blocks=5))
+    worker.start()
+    try:
+        jobs.put(Job("k1", "generate", {"prompt": "a choir", "seconds": 0.5, "seed": 1},
+                     ("127.0.0.1", 9), output="both" if with_file else "stream",
+                     out_path=tmp_path / "k1.wav" if with_file else None))
+        if with_file:  # the clip goes on into its file
+            assert replies.wait("/indie/done")[0] == "k1"
+            assert sf.info(tmp_path / "k1.wav").duration == pytest.approx(0.5)
+            errors = [("", "audio_lost")]  # said once, without a job id
+        else:
+            replies.wait("/indie/error", lambda args: args[0] == "k1")
+            errors = [("", "audio_lost"), ("k1", "audio_lost")]
+        assert [args[:2] for args in replies.of("/indie/error")] == errors
+    finally:
+        worker.stop()
 
 
 def _generate(prompt: str, seconds: float, job_id: str):

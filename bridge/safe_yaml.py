@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from engine.config import ConfigError, yaml_error
+from engine.config import ConfigError, read_text_file, yaml_error
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -48,32 +48,12 @@ def load_untrusted_yaml(path: str | Path, limits: YamlLimits = DEFAULT_LIMITS) -
         ConfigError: a missing, too large, non-UTF-8, malformed or over-limit file.
     """
     path = Path(path)
-    text = _read_text(path, limits.max_bytes)
+    text = read_text_file(path, "preset file", limits.max_bytes)
     try:
         _check_events(text, path, limits)
         return yaml.load(text, Loader=_Loader)  # the safe loader: plain data only
     except yaml.YAMLError as e:
         raise yaml_error(path, e) from None
-
-
-def _read_text(path: Path, max_bytes: int) -> str:
-    try:
-        with open(path, "rb") as file:
-            data = file.read(max_bytes + 1)  # never more than the limit, whatever stat says
-    except FileNotFoundError:
-        raise ConfigError(f"no such preset file: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"expected a preset file, found a directory: {path}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read preset file {path}: {e.strerror or e}") from None
-    if len(data) > max_bytes:
-        raise ConfigError(f"{path}: file too large (more than {max_bytes} bytes); a preset "
-                          "is a few lines of YAML")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start} is "
-                          f"0x{data[e.start]:02x})") from None
 
 
 def _check_events(text: str, path: Path, limits: YamlLimits) -> None:

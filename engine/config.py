@@ -52,17 +52,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "<config>"
 def load_config(cls: type[T], path: str | os.PathLike[str]) -> T:
     """Load the dataclass `cls` from a YAML file; an empty file means all defaults."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"no such config file: {path}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"expected a config file, found a directory: {path}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
-
+    text = read_text_file(path)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -73,6 +63,31 @@ def load_config(cls: type[T], path: str | os.PathLike[str]) -> T:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping of keys at top level, got {_found(data)}")
     return from_dict(cls, data, source=str(path))
+
+
+def read_text_file(path: Path, what: str = "config file", max_bytes: int | None = None) -> str:
+    """A UTF-8 text file, or a ConfigError saying what is wrong with it.
+
+    Args:
+        what: how messages name the file ("config file", "preset file").
+        max_bytes: refuse larger files, reading no more than this (whatever stat says).
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read() if max_bytes is None else file.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"no such {what}: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"expected a {what}, found a directory: {path}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ConfigError(f"{path}: file too large (more than {max_bytes} bytes)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {e.start} is "
+                          f"0x{data[e.start]:02x})") from None
 
 
 def yaml_error(path: str | os.PathLike[str], error: yaml.YAMLError) -> ConfigError:

@@ -351,6 +351,7 @@ def test_a_jack_midi_port_delivers_notes_and_clock_but_no_sysex():
         midi, commands = collecting_midi()
         try:
             assert midi.open_port("indie-test-keys")
+            _wait_until_connected(keys, commands)
             keys.send_message([0x90, 60, 100])
             for size in (1000, 16_000) * 50:  # a sysex flood: dropped before Python sees it
                 keys.send_message([0xF0, *([0x11] * size), 0xF7])
@@ -365,6 +366,20 @@ def test_a_jack_midi_port_delivers_notes_and_clock_but_no_sysex():
             keys.delete()
     assert notes_of(commands) == [(60, 100), (60, 0)] and c.Transport(True) in commands
     assert midi.decoder.stats.sysex == 0
+
+
+def _wait_until_connected(keys, commands: list) -> None:
+    """JACK connects ports asynchronously: what is sent before the connection is live is lost.
+    Play a probe note until it arrives, release it, and forget both."""
+    deadline = time.monotonic() + 5.0
+    while not commands and time.monotonic() < deadline:
+        keys.send_message([0x90, 40, 1])
+        time.sleep(0.05)
+    keys.send_message([0x80, 40, 0])
+    while (40, 0) not in notes_of(commands) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (40, 0) in notes_of(commands), "the JACK MIDI connection never came up"
+    commands.clear()
 
 
 def test_a_malformed_rtmidi_message_is_not_read_as_running_status():
